@@ -1,0 +1,36 @@
+"""User-facing errors: each one names the problem and the fix in a single line.
+
+The CLI catches `PexError` and prints only its message (no traceback), then exits non-zero.
+"""
+
+
+class PexError(Exception):
+    """Base class for errors caused by user input or environment, not by bugs."""
+
+
+class ConfigError(PexError):
+    """Invalid configuration value (seed syntax, hyperparameter range, unknown algorithm...)."""
+
+
+class DatasetError(PexError):
+    """A dataset cannot be found, is corrupt, or does not match its environment."""
+
+
+class DatasetNotFoundError(DatasetError):
+    pass
+
+
+class CorruptDatasetError(DatasetError):
+    pass
+
+
+class SpaceMismatchError(DatasetError):
+    pass
+
+
+class CheckpointError(PexError):
+    """A checkpoint is missing, unreadable, or could not be written."""
+
+
+class DivergenceError(PexError):
+    """Training produced non-finite losses or parameters."""
