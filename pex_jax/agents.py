@@ -1,0 +1,185 @@
+"""Algorithms (pex, direct, buffer, scratch, offline) as pure functions over `IQLState`.
+
+`make_offline_chunk` and `make_online_step` return single-seed functions; the runner wraps
+them in `jax.jit(jax.vmap(...))` so that all seeds advance in one device call.
+"""
+
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from pex_jax.iql import (
+    Batch,
+    IQLHparams,
+    IQLState,
+    actor_update,
+    create_state,
+    init_params,
+    iql_update,
+    value_critic_update,
+)
+from pex_jax.policy_set import policy_set_action, single_policy_action
+from pex_jax.replay import ReplayBuffer, mixed_batch, sample_dataset
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    name: str
+    offline_phase: bool  # runs (or reuses) offline IQL pre-training
+    warm_start: str  # "pex": critic/V/target from offline, fresh new policy; "direct": all, target := critic
+    offline_ratio: float  # share of offline rows in online batches
+    policy_set: bool  # acts with the PEX policy set
+
+
+ALGORITHMS = {
+    "pex": AlgoSpec("pex", True, "pex", 0.5, True),
+    "direct": AlgoSpec("direct", True, "direct", 0.5, False),
+    "buffer": AlgoSpec("buffer", False, "none", 0.5, False),
+    "scratch": AlgoSpec("scratch", False, "none", 0.0, False),
+    "offline": AlgoSpec("offline", True, "none", 0.0, False),
+}
+
+
+@dataclass(frozen=True)
+class Dims:
+    """Static problem shape; action bounds as tuples so they can parametrise flax modules."""
+
+    obs_dim: int
+    action_dim: int
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+
+
+def hparams(config: ml_collections.ConfigDict) -> IQLHparams:
+    return IQLHparams(
+        gamma=config.gamma, expectile=config.expectile, beta=config.beta, adv_clip=config.adv_clip, tau=config.tau
+    )
+
+
+def _create(dims: Dims, config, actor, critic, value, target, decay_steps=0, offline_actor=None) -> IQLState:
+    return create_state(
+        actor, critic, value, target,
+        action_dim=dims.action_dim, hidden_dims=config.hidden_dims, lr=config.lr,
+        actor_decay_steps=decay_steps, action_low=dims.action_low, action_high=dims.action_high,
+        offline_actor_params=offline_actor,
+    )  # fmt: skip
+
+
+def init_offline_state(key: jax.Array, dims: Dims, config) -> IQLState:
+    """Fresh IQL state for pre-training; the actor's LR cosine-decays over the offline steps."""
+    actor, critic, value = init_params(key, dims.obs_dim, dims.action_dim, config.hidden_dims, dims.action_low,
+                                       dims.action_high)
+    decay = config.offline_steps if config.actor_cosine_decay else 0
+    return _create(dims, config, actor, critic, value, critic, decay_steps=decay)
+
+
+def init_online_state(spec: AlgoSpec, key: jax.Array, dims: Dims, config, offline: IQLState | None) -> IQLState:
+    """Online state per algorithm; every optimizer restarts (no LR schedule), as in the reference."""
+    actor, critic, value = init_params(key, dims.obs_dim, dims.action_dim, config.hidden_dims, dims.action_low,
+                                       dims.action_high)
+    if spec.warm_start == "pex":
+        return _create(dims, config, actor, offline.critic.params, offline.value.params,
+                       offline.target_critic_params, offline_actor=offline.actor.params)
+    if spec.warm_start == "direct":
+        return _create(dims, config, offline.actor.params, offline.critic.params, offline.value.params,
+                       offline.critic.params)
+    return _create(dims, config, actor, critic, value, critic)
+
+
+# --- Updates ---
+
+
+def pex_update(
+    state: IQLState, batch: Batch, key: jax.Array, hp: IQLHparams, inv_temperature: float
+) -> tuple[IQLState, dict]:
+    """IQL V/Q steps on stored actions, then AWR toward composite-policy actions (reference `pex.py`).
+
+    The regression targets are the policy set's *training* actions at the batch states, scored by
+    the target critic after this step's EMA minus the value net after this step's V update.
+    """
+    state, _, metrics = value_critic_update(state, batch, hp)
+    keys = jax.random.split(key, batch.rewards.shape[0])
+    select = jax.vmap(policy_set_action, in_axes=(None, 0, 0, None, None))
+    actions, choices = select(state, keys, batch.observations, inv_temperature, 1.0)
+    actions = jax.lax.stop_gradient(actions)
+    q_target = state.critic.apply_fn({"params": state.target_critic_params}, batch.observations, actions).min(0)
+    v = state.value.apply_fn({"params": state.value.params}, batch.observations)
+    state, actor_metrics = actor_update(state, batch.observations, actions, q_target - v, hp)
+    metrics = {**metrics, **actor_metrics, "actor_target_offline_rate": 1.0 - choices.mean()}
+    return state, metrics
+
+
+def update_fn(spec: AlgoSpec, config):
+    hp = hparams(config)
+    if spec.policy_set:
+        return partial(pex_update, hp=hp, inv_temperature=config.inv_temperature)
+    return partial(iql_update, hp=hp)
+
+
+def finite_flag(state: IQLState, metrics: dict) -> jax.Array:
+    """True when every loss and parameter is finite: a cheap divergence check inside jit."""
+    leaves = jax.tree.leaves((state.actor.params, state.critic.params, state.value.params, metrics))
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def make_offline_chunk(config, num_updates: int):
+    """`num_updates` offline IQL updates under `lax.scan`; returns chunk-mean metrics."""
+    hp, batch_size = hparams(config), config.batch_size
+
+    def chunk(state: IQLState, key: jax.Array, dataset: Batch):
+        def body(carry, _):
+            state, key = carry
+            key, k_batch, k_update = jax.random.split(key, 3)
+            state, metrics = iql_update(state, sample_dataset(dataset, k_batch, batch_size), k_update, hp)
+            return (state, key), metrics
+
+        (state, key), metrics = jax.lax.scan(body, (state, key), None, length=num_updates)
+        metrics = jax.tree.map(jnp.mean, metrics)
+        metrics["finite"] = finite_flag(state, metrics)
+        return state, key, metrics
+
+    return chunk
+
+
+# --- Acting ---
+
+
+def act(spec: AlgoSpec, state: IQLState, key: jax.Array, obs: jax.Array, config, evaluate: bool):
+    """One action for one observation; returns (action, choice) with choice 1 for single policies."""
+    if spec.policy_set:
+        epsilon = config.eval_epsilon if evaluate else 1.0
+        return policy_set_action(state, key, obs, config.inv_temperature, epsilon)
+    return single_policy_action(state, key, obs, deterministic=evaluate), jnp.ones((), jnp.int32)
+
+
+def make_online_step(spec: AlgoSpec, config, with_update: bool):
+    """Insert the last transition, run `utd` updates (if `with_update`), then act on `obs`.
+
+    Fusing the three keeps one device call per env step; the host only receives the actions.
+    """
+    update = update_fn(spec, config)
+    batch_size, ratio, utd = config.batch_size, spec.offline_ratio, config.utd
+
+    def step(state: IQLState, buffer: ReplayBuffer, key: jax.Array, transition: Batch, obs: jax.Array,
+             dataset: Batch):
+        buffer = buffer.insert(transition)
+        metrics = {}
+        if with_update:
+            def body(carry, _):
+                state, key = carry
+                key, k_batch, k_update = jax.random.split(key, 3)
+                batch = mixed_batch(k_batch, dataset, buffer, batch_size, ratio)
+                state, m = update(state, batch, k_update)
+                return (state, key), m
+
+            (state, key), metrics = jax.lax.scan(body, (state, key), None, length=utd)
+            metrics = jax.tree.map(jnp.mean, metrics)
+            metrics["finite"] = finite_flag(state, metrics)
+        key, k_act = jax.random.split(key)
+        action, choice = act(spec, state, k_act, obs, config, evaluate=False)
+        return state, buffer, key, action, choice, metrics
+
+    return step

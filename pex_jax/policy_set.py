@@ -1,0 +1,44 @@
+"""The PEX policy set: a frozen offline policy and a new policy, composed by the critic.
+
+Per state s (reference `pex.py:select_action`):
+- a1 = mode of the frozen offline policy (always deterministic);
+- a2 = a sample of the new policy with probability `epsilon`, else its mode
+  (training: epsilon = 1, pure sampling; evaluation: epsilon = 0.1 as in the reference, 0 = greedy);
+- q_i = min over the online critic's twins at (s, a_i);
+- w ~ Categorical(inv_temperature * q) with probability `epsilon`, else argmax;
+- the action is a_w; index 0 is the offline policy, 1 the new one.
+
+Written for one state; `jax.vmap` adds batch and seed axes.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from pex_jax.iql import IQLState
+from pex_jax.networks import gaussian_sample
+
+OFFLINE, NEW = 0, 1
+
+
+def policy_set_action(
+    state: IQLState, key: jax.Array, obs: jax.Array, inv_temperature: float, epsilon: float
+) -> tuple[jax.Array, jax.Array]:
+    """Return (action, choice) for one observation; choice is 0 (offline policy) or 1 (new policy)."""
+    k_sample, k_explore_a, k_choice, k_explore_w = jax.random.split(key, 4)
+    apply = state.actor.apply_fn
+    a1, _ = apply({"params": state.offline_actor_params}, obs)
+    mean, log_std = apply({"params": state.actor.params}, obs)
+    a2 = jnp.where(jax.random.uniform(k_explore_a) < epsilon, gaussian_sample(k_sample, mean, log_std), mean)
+
+    candidates = jnp.stack([a1, a2])
+    q = state.critic.apply_fn({"params": state.critic.params}, jnp.stack([obs, obs]), candidates).min(0)
+    logits = inv_temperature * q
+    sampled = jax.random.categorical(k_choice, logits)
+    choice = jnp.where(jax.random.uniform(k_explore_w) < epsilon, sampled, jnp.argmax(logits))
+    return candidates[choice], choice
+
+
+def single_policy_action(state: IQLState, key: jax.Array, obs: jax.Array, deterministic: bool) -> jax.Array:
+    """Baselines: a sample of the (only) policy for training, its mode for evaluation."""
+    mean, log_std = state.actor.apply_fn({"params": state.actor.params}, obs)
+    return mean if deterministic else gaussian_sample(key, mean, log_std)
