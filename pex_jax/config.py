@@ -48,6 +48,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval_epsilon = 0.1  # PEX eval: epsilon on both a2 and w (reference); 0 = fully greedy
     # --- Evaluation ---
     c.eval_episodes = 10
+    c.eval_parallel_envs = 10  # eval envs stepped together per seed (one policy call per step)
     # --- Logging ---
     c.log_every = 1_000  # online env steps between train-metric logs
     c.progress = True

@@ -101,7 +101,8 @@ class GaussianPolicy(nn.Module):
     @nn.compact
     def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
         h = MLP(self.hidden_dims, activate_final=True, torch_init=False)(obs)
-        pre = nn.Dense(self.action_dim, kernel_init=nn.initializers.xavier_uniform(), bias_init=nn.initializers.zeros)(h)
+        xavier, zeros = nn.initializers.xavier_uniform(), nn.initializers.zeros
+        pre = nn.Dense(self.action_dim, kernel_init=xavier, bias_init=zeros)(h)
         low, high = jnp.asarray(self.action_low), jnp.asarray(self.action_high)
         mean = (high + low) / 2 + (high - low) / 2 * jnp.tanh(pre)
         log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
