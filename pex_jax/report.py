@@ -1,0 +1,397 @@
+"""Markdown tables and PNG learning curves from run directories (config.json + metrics.jsonl).
+
+Usage: `python -m pex_jax.report --runs runs/ [more dirs or globs] --out reports/`.
+Task and algorithm come from each run's config.json, never from folder names, so runs can
+live anywhere. Runs of the same task and algorithm are pooled by seed. Spread over seeds is
+the population std (ddof=0), the same convention as summary.json. See docs/tracking.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pex_jax.errors import ConfigError, PexError
+
+SCORE = "eval/normalized_score"
+SUCCESS = "eval/success_rate"
+REGRET = "train/regret"
+ALGO_ORDER = ("pex", "direct", "buffer", "scratch", "offline")
+DASH = "–"
+
+
+@dataclass
+class Run:
+    """One run directory: its config and the parsed metrics.jsonl lines."""
+
+    path: Path
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
+    bad_lines: int = 0
+
+    @property
+    def task(self) -> str:
+        return str(self.config.get("task", "?"))
+
+    @property
+    def algo(self) -> str:
+        return str(self.config.get("algo", "?"))
+
+
+@dataclass
+class SeedCurves:
+    """Everything the report needs about one seed: (steps, values) per phase and metric."""
+
+    source: Path
+    offline: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    online: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    offline_from: Path | None = None  # set when the offline curve came from a reused checkpoint's run
+
+
+@dataclass
+class Cell:
+    """Mean and population std over the seeds that have the value."""
+
+    mean: float
+    std: float
+    n: int
+
+    def fmt(self, digits: int, n_total: int) -> str:
+        text = f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+        return text if self.n == n_total else f"{text} (n={self.n})"
+
+
+@dataclass
+class Row:
+    task: str
+    algo: str
+    seeds: list[int]
+    offline_score: Cell | None
+    online_score: Cell | None
+    success: Cell | None
+    regret: Cell | None
+
+
+# ---------------------------------------------------------------------------- loading
+def find_run_dirs(paths: list[str]) -> list[Path]:
+    """Every directory holding config.json + metrics.jsonl under the given dirs or glob patterns."""
+    found: dict[Path, None] = {}
+    for spec in paths:
+        roots = [Path(p) for p in sorted(glob.glob(spec, recursive=True))] if glob.has_magic(spec) else [Path(spec)]
+        for root in roots:
+            if not root.is_dir():
+                continue
+            for dirpath, dirnames, filenames in os.walk(root):
+                if "config.json" in filenames and "metrics.jsonl" in filenames:
+                    found[Path(dirpath).resolve()] = None
+                    dirnames[:] = []  # a run dir's subfolders are checkpoints and W&B files
+                else:
+                    dirnames[:] = sorted(d for d in dirnames if d != "wandb" and not d.startswith("."))
+    return sorted(found)
+
+
+def load_run(path: Path) -> Run:
+    """Parse one run dir; a torn or corrupt line (crash mid-write) is skipped and counted."""
+    config = json.loads((path / "config.json").read_text())
+    rows, bad = [], 0
+    with (path / "metrics.jsonl").open() as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            if isinstance(row, dict) and "seed" in row and row.get("phase") in ("offline", "online"):
+                rows.append(row)
+            else:
+                bad += 1
+    return Run(path, config, rows, bad)
+
+
+def _series(rows: list[dict[str, Any]], seed: int, phase: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """Finite values of `key` for one seed and phase against that phase's step counter.
+
+    A step logged twice (a resumed run re-logging after its last checkpoint) keeps the later value.
+    """
+    step_key = "offline_step" if phase == "offline" else "online_step"
+    by_step: dict[int, float] = {}
+    for row in rows:
+        if row["seed"] != seed or row["phase"] != phase:
+            continue
+        value = row.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            by_step[int(row.get(step_key, 0))] = float(value)
+    if not by_step:
+        return None
+    steps = np.array(sorted(by_step))
+    return steps, np.array([by_step[s] for s in steps])
+
+
+def _curves(run: Run, seed: int, keys: tuple[str, ...]) -> SeedCurves:
+    out = SeedCurves(source=run.path)
+    for phase in ("offline", "online"):
+        for key in keys:
+            s = _series(run.rows, seed, phase, key)
+            if s is not None:
+                getattr(out, phase)[key] = s
+    return out
+
+
+def _resolve_checkpoint_run(ckpt: str, run_dir: Path) -> Path | None:
+    """The run dir behind `offline_checkpoint` (a run dir or a folder inside one), if it is readable."""
+    p = Path(ckpt).expanduser()
+    bases = [p] if p.is_absolute() else [Path.cwd() / p, *(a / p for a in run_dir.parents)]
+    for base in bases:
+        for cand in (base, base.parent, base.parent.parent):
+            if (cand / "config.json").is_file() and (cand / "metrics.jsonl").is_file():
+                return cand.resolve()
+    return None
+
+
+def pool_by_seed(runs: list[Run], keys: tuple[str, ...] = (SCORE, SUCCESS, REGRET)):
+    """(task, algo) -> seed -> SeedCurves. A seed found in several dirs keeps the last dir in path order
+    (default run dirs end in a timestamp, so that is the newest) and is reported in the returned notes."""
+    groups: dict[tuple[str, str], dict[int, SeedCurves]] = defaultdict(dict)
+    notes: list[str] = []
+    ckpt_cache: dict[Path, Run | None] = {}
+    for run in sorted(runs, key=lambda r: str(r.path)):
+        for seed in sorted({int(r["seed"]) for r in run.rows}):
+            curves = _curves(run, seed, keys)
+            if SCORE not in curves.offline and run.config.get("offline_checkpoint"):
+                ref_dir = _resolve_checkpoint_run(str(run.config["offline_checkpoint"]), run.path)
+                if ref_dir is not None and ref_dir != run.path:
+                    if ref_dir not in ckpt_cache:
+                        ckpt_cache[ref_dir] = load_run(ref_dir)
+                    ref = ckpt_cache[ref_dir]
+                    ref_curves = _curves(ref, seed, keys) if ref else None
+                    if ref_curves and ref_curves.offline:
+                        curves.offline = ref_curves.offline
+                        curves.offline_from = ref_dir
+            group = groups[(run.task, run.algo)]
+            if seed in group:
+                notes.append(
+                    f"{run.task}/{run.algo} seed {seed} appears in {group[seed].source} and {run.path}; "
+                    f"using the latter"
+                )
+            group[seed] = curves
+    return dict(groups), notes
+
+
+# ---------------------------------------------------------------------------- table
+def _cell(values: list[float]) -> Cell | None:
+    if not values:
+        return None
+    arr = np.asarray(values, dtype=np.float64)
+    return Cell(float(arr.mean()), float(arr.std()), len(values))
+
+
+def _last(curves: dict[str, tuple[np.ndarray, np.ndarray]], key: str) -> float | None:
+    s = curves.get(key)
+    return None if s is None else float(s[1][-1])
+
+
+def summarize(groups: dict[tuple[str, str], dict[int, SeedCurves]]) -> list[Row]:
+    """One table row per (task, algo): end-of-offline and end-of-online scores over seeds.
+
+    Success rate is taken at the run's final evaluation (online if there was an online phase).
+    Regret is the last logged `train/regret` of each seed: the runner logs it as the failure
+    fraction over all online training episodes so far, so its final value covers the whole run.
+    """
+    rows = []
+    for (task, algo), seeds in groups.items():
+        off, on, succ, reg = [], [], [], []
+        for c in seeds.values():
+            if (v := _last(c.offline, SCORE)) is not None:
+                off.append(v)
+            if (v := _last(c.online, SCORE)) is not None:
+                on.append(v)
+            v = _last(c.online, SUCCESS) if SUCCESS in c.online else _last(c.offline, SUCCESS)
+            if v is not None:
+                succ.append(v)
+            if (v := _last(c.online, REGRET)) is not None:
+                reg.append(v)
+        rows.append(Row(task, algo, sorted(seeds), _cell(off), _cell(on), _cell(succ), _cell(reg)))
+    return sorted(rows, key=lambda r: (r.task, _algo_rank(r.algo), r.algo))
+
+
+def _algo_rank(algo: str) -> int:
+    return ALGO_ORDER.index(algo) if algo in ALGO_ORDER else len(ALGO_ORDER)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    show_success = any(r.success for r in rows)
+    show_regret = any(r.regret for r in rows)
+    header = ["task", "algo", "seeds", "score after offline", "score after online"]
+    header += ["success rate (final)"] * show_success + ["regret (end of online)"] * show_regret
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    for r in rows:
+        n = len(r.seeds)
+        cells = [r.task, r.algo, str(n)]
+        cells += [c.fmt(1, n) if c else DASH for c in (r.offline_score, r.online_score)]
+        if show_success:
+            cells.append(r.success.fmt(2, n) if r.success else DASH)
+        if show_regret:
+            cells.append(r.regret.fmt(2, n) if r.regret else DASH)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- curves
+def _mean_std(series: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and population std at each step over the seeds that logged that step."""
+    steps = np.array(sorted(set().union(*(s[0].tolist() for s in series))))
+    mean, std = np.empty(len(steps)), np.empty(len(steps))
+    for j, step in enumerate(steps):
+        vals = [v[np.searchsorted(st, step)] for st, v in series if step in st]
+        mean[j], std[j] = np.mean(vals), np.std(vals)
+    return steps, mean, std
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "task"
+
+
+def algo_colors(algos: set[str]) -> dict[str, tuple]:
+    """Fixed colour per algorithm (known ones first) so every task's figure uses the same legend colours."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"].colors
+    ordered = list(ALGO_ORDER) + sorted(algos - set(ALGO_ORDER))
+    return {a: palette[i % len(palette)] for i, a in enumerate(ordered)}
+
+
+def plot_task(
+    task: str,
+    by_algo: dict[str, dict[int, SeedCurves]],
+    out_path: Path,
+    metric: str = SCORE,
+    colors: dict[str, tuple] | None = None,
+) -> None:
+    """Two panels: offline phase (x = gradient updates) and online phase (x = env steps), shared y."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = colors or algo_colors(set(by_algo))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True, constrained_layout=True)
+    for ax, phase, xlabel in (
+        (axes[0], "offline", "offline gradient updates"),
+        (axes[1], "online", "online environment steps"),
+    ):
+        drawn = False
+        for algo in sorted(by_algo, key=lambda a: (_algo_rank(a), a)):
+            color = colors[algo]
+            series = [getattr(c, phase)[metric] for c in by_algo[algo].values() if metric in getattr(c, phase)]
+            if not series:
+                continue
+            steps, mean, std = _mean_std(series)
+            label = f"{algo} (n={len(series)})"
+            ax.plot(steps, mean, color=color, label=label, lw=1.8, marker="o" if len(steps) < 3 else None)
+            ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+            drawn = True
+        ax.set_title(f"{phase} phase")
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend(loc="best", fontsize=9)
+        else:
+            ax.text(0.5, 0.5, f"no {phase} evaluations", ha="center", va="center", transform=ax.transAxes)
+    label = "normalized score (x100)" if metric == SCORE else metric
+    axes[0].set_ylabel(f"{label}, mean ± std over seeds")
+    fig.suptitle(task)
+    fig.savefig(out_path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- entry points
+def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE) -> tuple[list[Row], Path]:
+    """Find runs, write report.md and one PNG per task into out_dir; return the rows and report path."""
+    run_dirs = find_run_dirs(paths)
+    if not run_dirs:
+        raise ConfigError(
+            f"no run directories (config.json + metrics.jsonl) found under {' '.join(paths)}; "
+            "train first or pass --runs <dir>"
+        )
+    runs = [load_run(d) for d in run_dirs]
+    keys = tuple(dict.fromkeys((SCORE, SUCCESS, REGRET, metric)))
+    groups, notes = pool_by_seed(runs, keys)
+    rows = summarize(groups)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    images = []
+    colors = algo_colors({a for _, a in groups})
+    for task in sorted({t for t, _ in groups}):
+        by_algo = {a: seeds for (t, a), seeds in groups.items() if t == task}
+        png = out / f"curves_{_slug(task)}.png"
+        plot_task(task, by_algo, png, metric, colors)
+        images.append((task, png))
+
+    reused = sorted({str(c.offline_from) for g in groups.values() for c in g.values() if c.offline_from})
+    torn = [f"{r.path}: skipped {r.bad_lines} unreadable metrics line(s)" for r in runs if r.bad_lines]
+    table = markdown_table(rows)
+    md = [
+        "# pex-jax results",
+        "",
+        f"{len(runs)} run dir(s); normalized score x100; "
+        "± is the population std (ddof=0) over seeds; (n=k) marks cells with fewer seeds than the row.",
+        "",
+        table,
+        "",
+    ]
+    for task, png in images:
+        md += [f"## {task}", "", f"![{task} learning curves]({png.name})", ""]
+    if reused or notes or torn:
+        md += ["## Notes", ""]
+        md += [f"- offline scores/curves taken from the reused checkpoint's run {p}" for p in reused]
+        md += [f"- {n}" for n in notes + torn]
+        md.append("")
+    md += ["## Runs", ""] + [f"- `{r.path}` ({r.task}/{r.algo})" for r in runs] + [""]
+    report = out / "report.md"
+    report.write_text("\n".join(md))
+    print(table)
+    print(f"\nwrote {report} and {len(images)} learning-curve PNG(s) to {out}")
+    return rows, report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pex-jax-report", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        action="extend",
+        metavar="DIR_OR_GLOB",
+        help="run dirs, parent dirs or glob patterns (searched recursively; default: runs)",
+    )
+    parser.add_argument("--out", default="reports", help="output folder for report.md and PNGs")
+    parser.add_argument("--metric", default=SCORE, help=f"metric for the learning curves (default {SCORE})")
+    args = parser.parse_args(argv)
+    make_report(args.runs or ["runs"], args.out, args.metric)
+    return 0
+
+
+def run_main() -> None:
+    """Console entry point: one-line error message and exit 1 for user errors."""
+    try:
+        sys.exit(main())
+    except PexError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_main()

@@ -1,0 +1,216 @@
+"""Report: table numbers from hand-written run dirs, pooling by seed, checkpoint lookup, PNG curves."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib import colormaps
+from matplotlib.image import imread
+
+from pex_jax import report
+from pex_jax.report import make_report
+
+SEEDS = [0, 1, 2]
+
+
+def write_run(
+    run_dir: Path,
+    task: str,
+    algo: str,
+    seeds: list[int],
+    offline: dict[int, list[float]] | None = None,
+    online: dict[int, list[float]] | None = None,
+    success: dict[int, float] | None = None,
+    regret: dict[int, list[float]] | None = None,
+    **config,
+) -> Path:
+    """A run dir in the metrics.jsonl contract; evals every 100 offline updates / 50 env steps."""
+    run_dir.mkdir(parents=True)
+    cfg = {"task": task, "algo": algo, "seeds": seeds, "dataset_id": f"pex/{task}-v0", "offline_checkpoint": ""}
+    (run_dir / "config.json").write_text(json.dumps({**cfg, **config}))
+    lines = []
+    n_off = len(next(iter(offline.values()))) if offline else 0
+    for k in range(n_off):
+        for s in seeds:
+            lines.append(
+                {
+                    "seed": s,
+                    "phase": "offline",
+                    "offline_step": 100 * (k + 1),
+                    "online_step": 0,
+                    "eval/normalized_score": offline[s][k],
+                    "train/critic_loss": 1.0,
+                }
+            )
+    n_on = len(next(iter(online.values()))) if online else 0
+    for k in range(n_on):
+        for s in seeds:
+            if regret:
+                lines.append(
+                    {
+                        "seed": s,
+                        "phase": "online",
+                        "offline_step": 100 * n_off,
+                        "online_step": 50 * k + 25,
+                        "train/regret": regret[s][k],
+                    }
+                )
+            row = {
+                "seed": s,
+                "phase": "online",
+                "offline_step": 100 * n_off,
+                "online_step": 50 * (k + 1),
+                "eval/normalized_score": online[s][k],
+            }
+            if success and k == n_on - 1:
+                row["eval/success_rate"] = success[s]
+            lines.append(row)
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return run_dir
+
+
+@pytest.fixture
+def runs(tmp_path) -> Path:
+    """2 tasks x 2 algos x 3 seeds; folder names deliberately say nothing about task or algo."""
+    root = tmp_path / "runs"
+    # maze-a / pex: seeds 0,1 in one dir and seed 2 in another (pooled by seed)
+    pex_off = {0: [20.0, 40.0], 1: [30.0, 50.0], 2: [35.0, 60.0]}
+    pex_on = {0: [50.0, 70.0], 1: [60.0, 80.0], 2: [70.0, 96.0]}
+    pex_reg = {0: [0.9, 0.5], 1: [0.8, 0.4], 2: [0.7, 0.3]}
+    pex_succ = {0: 1.0, 1: 0.0, 2: 1.0}
+    write_run(
+        root / "x" / "20250101-000000",
+        "maze-a",
+        "pex",
+        [0, 1],
+        {s: pex_off[s] for s in (0, 1)},
+        {s: pex_on[s] for s in (0, 1)},
+        {s: pex_succ[s] for s in (0, 1)},
+        {s: pex_reg[s] for s in (0, 1)},
+    )
+    write_run(
+        root / "y" / "20250102-000000",
+        "maze-a",
+        "pex",
+        [2],
+        {2: pex_off[2]},
+        {2: pex_on[2]},
+        {2: pex_succ[2]},
+        {2: pex_reg[2]},
+    )
+    write_run(root / "z" / "a", "maze-a", "scratch", SEEDS, None, {0: [0.0, 10.0], 1: [5.0, 20.0], 2: [5.0, 30.0]})
+    # maze-b: an offline-only run whose checkpoint a pex run reuses (no offline lines of its own)
+    off = write_run(root / "b" / "off", "maze-b", "offline", SEEDS, {0: [10.0, 30.0], 1: [12.0, 33.0], 2: [9.0, 39.0]})
+    write_run(
+        root / "b" / "fine",
+        "maze-b",
+        "pex",
+        SEEDS,
+        None,
+        {0: [40.0, 45.0], 1: [41.0, 55.0], 2: [42.0, 65.0]},
+        offline_checkpoint=str(off / "offline_ckpt"),
+    )
+    write_run(root / "b" / "scr", "maze-b", "scratch", SEEDS, None, {0: [1.0, 2.0], 1: [1.0, 4.0], 2: [1.0, 6.0]})
+    return root
+
+
+def _rows(tmp_path, runs) -> dict[tuple[str, str], report.Row]:
+    rows, _ = make_report([str(runs)], tmp_path / "out")
+    return {(r.task, r.algo): r for r in rows}
+
+
+def test_table_numbers_are_means_and_population_stds_over_pooled_seeds(tmp_path, runs):
+    rows = _rows(tmp_path, runs)
+    assert set(rows) == {
+        ("maze-a", "pex"),
+        ("maze-a", "scratch"),
+        ("maze-b", "offline"),
+        ("maze-b", "pex"),
+        ("maze-b", "scratch"),
+    }
+    pex = rows[("maze-a", "pex")]
+    assert pex.seeds == SEEDS  # seeds 0,1 and 2 came from different dirs
+    assert pex.offline_score.mean == pytest.approx(50.0)
+    assert pex.offline_score.std == pytest.approx(np.sqrt((100 + 0 + 100) / 3))
+    assert pex.online_score.mean == pytest.approx(82.0)
+    assert pex.online_score.std == pytest.approx(np.sqrt((144 + 4 + 196) / 3))
+    assert pex.success.mean == pytest.approx(2 / 3) and pex.success.std == pytest.approx(np.sqrt(2) / 3)
+    assert pex.regret.mean == pytest.approx(0.4) and pex.regret.std == pytest.approx(np.sqrt(0.02 / 3))
+    scratch = rows[("maze-a", "scratch")]
+    assert scratch.offline_score is None and scratch.online_score.mean == pytest.approx(20.0)
+    assert scratch.success is None and scratch.regret is None
+    assert rows[("maze-b", "offline")].online_score is None
+
+
+def test_reused_offline_checkpoint_takes_offline_score_from_the_referenced_run(tmp_path, runs):
+    rows = _rows(tmp_path, runs)
+    fine = rows[("maze-b", "pex")]
+    assert fine.offline_score.mean == pytest.approx(34.0)
+    assert fine.offline_score.std == pytest.approx(np.sqrt((16 + 1 + 25) / 3))
+    assert fine.online_score.mean == pytest.approx(55.0)
+    assert rows[("maze-b", "scratch")].offline_score is None
+
+
+def test_reused_checkpoint_that_cannot_be_found_shows_a_dash(tmp_path):
+    write_run(tmp_path / "runs" / "r", "maze-c", "pex", [0], None, {0: [5.0]}, offline_checkpoint="/nonexistent/ckpt")
+    rows, path = make_report([str(tmp_path / "runs")], tmp_path / "out")
+    assert rows[0].offline_score is None
+    assert "| maze-c | pex | 1 | – | 5.0 ± 0.0 |" in path.read_text()
+
+
+def test_report_md_shows_formatted_cells_and_is_printed(tmp_path, runs, capsys):
+    _, path = make_report([str(runs)], tmp_path / "out")
+    text = path.read_text()
+    assert "| maze-a | pex | 3 | 50.0 ± 8.2 | 82.0 ± 10.7 | 0.67 ± 0.47 | 0.40 ± 0.08 |" in text
+    assert "| maze-a | scratch | 3 | – | 20.0 ± 8.2 | – | – |" in text
+    assert "population std" in text
+    assert "| maze-a | pex | 3 | 50.0 ± 8.2 |" in capsys.readouterr().out
+
+
+def test_each_task_gets_a_png_with_a_line_per_algorithm(tmp_path, runs):
+    make_report([str(runs)], tmp_path / "out")
+    tab10 = colormaps["tab10"].colors
+    for task in ("maze-a", "maze-b"):
+        png = tmp_path / "out" / f"curves_{task}.png"
+        assert png.exists()
+        pixels = imread(png)[..., :3].reshape(-1, 3)
+        assert len(np.unique(pixels, axis=0)) > 1
+        for algo_index in (0, 3):  # pex (blue) and scratch (red) lines are drawn in their colours
+            assert (np.abs(pixels - np.array(tab10[algo_index])).max(axis=1) < 0.02).sum() > 50
+    assert (tmp_path / "out" / "curves_maze-a.png").name in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_relogged_steps_keep_the_last_value_and_torn_lines_are_skipped(tmp_path):
+    run_dir = write_run(tmp_path / "runs" / "r", "maze-d", "scratch", [0], None, {0: [1.0, 2.0]})
+    with (run_dir / "metrics.jsonl").open("a") as f:  # a resumed run re-logs step 100, then crashes mid-line
+        f.write(
+            json.dumps(
+                {"seed": 0, "phase": "online", "offline_step": 0, "online_step": 100, "eval/normalized_score": 7.0}
+            )
+            + "\n"
+        )
+        f.write('{"seed": 0, "phase": "onl')
+    rows, path = make_report([str(tmp_path / "runs")], tmp_path / "out")
+    assert rows[0].online_score.mean == 7.0
+    assert "skipped 1 unreadable" in path.read_text()
+
+
+def test_runs_can_be_given_as_globs_and_several_paths(tmp_path, runs):
+    found = report.find_run_dirs([str(runs / "x"), str(runs / "b" / "*")])
+    assert len(found) == 4
+    assert report.find_run_dirs([str(tmp_path / "nothing-here")]) == []
+
+
+def test_cli_without_run_dirs_exits_1_with_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["pex-jax-report", "--runs", str(tmp_path / "empty"), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        report.run_main()
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no run directories" in err and str(tmp_path / "empty") in err
+
+
+def test_cli_writes_report_for_multiple_runs_arguments(tmp_path, runs):
+    assert report.main(["--runs", str(runs / "x"), "--runs", str(runs / "y"), "--out", str(tmp_path / "o")]) == 0
+    assert "| maze-a | pex | 3 |" in (tmp_path / "o" / "report.md").read_text()
