@@ -238,7 +238,8 @@ def test_compaction_keeps_data_and_shrinks_file(tmp_path):
     assert minari.load_dataset(ids[1]).storage.metadata["dataset_size"] == pytest.approx(sizes[1] / 1e6, abs=0.1)
 
 
-def test_generate_refuses_to_overwrite_unless_asked():
+def test_generate_refuses_to_overwrite_unless_asked(tmp_path):
+    (tmp_path / "datasets" / "tt" / "o-v0").mkdir(parents=True)  # leftover of an interrupted run
     generate_pointmaze("umaze", steps=300, dataset_id="tt/o-v0", ref_episodes=1, progress=False)
     with pytest.raises(DatasetError, match="already exists.*overwrite"):
         generate_pointmaze("umaze", steps=300, dataset_id="tt/o-v0", ref_episodes=1, progress=False)

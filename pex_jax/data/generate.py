@@ -235,6 +235,8 @@ def generate_pointmaze(
     dataset_id = dataset_id or default_dataset_id(maze)
     _check_dataset_id(dataset_id)
     path = dataset_dir(dataset_id)
+    if path.exists() and not (path / "data").exists():
+        shutil.rmtree(path)  # leftover of an interrupted run: no dataset inside, safe to replace
     if path.exists():
         if not overwrite:
             raise DatasetError(
@@ -359,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_dataset_id(ds_id)
     todo = []
     for maze, ds_id in ids.items():
-        if dataset_dir(ds_id).exists() and not args.overwrite:
+        if (dataset_dir(ds_id) / "data").exists() and not args.overwrite:
             if args.skip_existing:
                 print(f"{ds_id}: exists at {dataset_dir(ds_id)}, skipped")
                 continue
