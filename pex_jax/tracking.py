@@ -30,6 +30,8 @@ PHASES = ("offline", "online")
 STEP_KEYS = ("offline_step", "online_step")
 SWEEP_METRIC = "eval/normalized_score_mean"
 """Metric a sweep optimises: the seed-mean normalized score (the sweep YAMLs name it)."""
+SWEEP_SOURCES = ("eval/normalized_score", "final/normalized_score")
+"""Summary keys (first found) whose seed-mean becomes the sweep run's final SWEEP_METRIC."""
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -362,15 +364,13 @@ class RunLogger:
         """Final per-seed values -> summary.json (per seed, mean, population std) and W&B summaries."""
         per_seed = _per_seed(values, self.n_seeds)
         arrays = {
-            k: (np.full(self.n_seeds, float(np.asarray(values[k]))) if a is None else a)
-            for k, a in per_seed.items()
+            k: (np.full(self.n_seeds, float(np.asarray(values[k]))) if a is None else a) for k, a in per_seed.items()
         }
         stats = {k: seed_stats(a) for k, a in arrays.items()}
         data = {
             "seeds": self.seeds,
             "per_seed": {
-                str(seed): {k: _json_number(a[i]) for k, a in arrays.items()}
-                for i, seed in enumerate(self.seeds)
+                str(seed): {k: _json_number(a[i]) for k, a in arrays.items()} for i, seed in enumerate(self.seeds)
             },
             "mean": {k: _json_number(m) for k, (m, _) in stats.items()},
             "std": {k: _json_number(s) for k, (_, s) in stats.items()},
@@ -385,6 +385,10 @@ class RunLogger:
                 run.summary[f"{k}_std"] = std
                 for i, seed in enumerate(self.seeds):
                     run.summary[f"seed{seed}/{k}"] = float(a[i])
+            # The final score decides the trial, also for `offline` runs that never log online evals.
+            source = next((k for k in SWEEP_SOURCES if k in arrays), None)
+            if source is not None:
+                run.summary[SWEEP_METRIC] = stats[source][0]
         else:
             for i, run in enumerate(self._runs):
                 for k, a in arrays.items():

@@ -88,6 +88,9 @@ def _parse_run(run_dir: Path) -> dict:
 
 
 def _offline_runs(wandb_root: Path) -> dict[str, dict]:
+    # finish() returns before wandb-core has flushed the offline log; teardown (what process
+    # exit does) waits for it, so read the files only after it.
+    wandb.teardown()
     return {p.name: _parse_run(p) for p in sorted(wandb_root.glob("offline-run-*"))}  # sorted = time order
 
 
@@ -257,9 +260,7 @@ def test_disabled_wandb_is_a_no_op_that_still_writes_local_files(tmp_path, wandb
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 6
 
 
-def test_online_mode_without_api_key_falls_back_to_offline_with_one_line_notice(
-    tmp_path, monkeypatch, capsys
-):
+def test_online_mode_without_api_key_falls_back_to_offline_with_one_line_notice(tmp_path, monkeypatch, capsys):
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_DISABLED", "NETRC", "WANDB_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -279,7 +280,7 @@ def test_sweep_trial_logs_one_run_with_per_seed_keys_and_seed_mean_metric(tmp_pa
     monkeypatch.setenv("WANDB_RUN_ID", "trial42")
     logger = RunLogger(tmp_path / "run", _config(), SEEDS)
     _log_two_phases(logger)
-    logger.summary({"eval/normalized_score": np.array([40.0, 50.0, 90.0])})
+    logger.summary({"final/normalized_score": np.array([40.0, 50.0, 90.0])})
     logger.close()
 
     runs = list(_offline_runs(wandb_env).values())
@@ -293,8 +294,10 @@ def test_sweep_trial_logs_one_run_with_per_seed_keys_and_seed_mean_metric(tmp_pa
     assert online_row["eval/normalized_score_mean"] == pytest.approx(50.0)
     assert online_row["eval/normalized_score_std"] == pytest.approx(np.std([40.0, 50.0, 60.0]))
     assert parsed["metrics"]["eval/normalized_score_mean"] == "online_step"
+    # the final summary (not the last logged eval, 50.0) is what the sweep compares
     assert parsed["summary"]["eval/normalized_score_mean"] == pytest.approx(60.0)
-    assert parsed["summary"]["seed2/eval/normalized_score"] == 90.0
+    assert parsed["summary"]["final/normalized_score_mean"] == pytest.approx(60.0)
+    assert parsed["summary"]["seed2/final/normalized_score"] == 90.0
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 6
 
 
