@@ -156,22 +156,25 @@ def act(spec: AlgoSpec, state: IQLState, key: jax.Array, obs: jax.Array, config,
 
 
 def make_online_step(spec: AlgoSpec, config, with_update: bool):
-    """Insert the last transition, run `utd` updates (if `with_update`), then act on `obs`.
+    """Seed-batched step after the insert: run `utd` updates (if `with_update`), then act on `obs`.
 
-    Fusing the three keeps one device call per env step; the host only receives the actions.
+    Update and action selection share one device call per env step; the host only receives the
+    actions. The insert (`ReplayBuffer.insert`) is a separate donated call: fused into this one,
+    XLA sometimes copies the whole buffer every step to keep the gathers and the in-place write
+    apart (seen as full-buffer `copy` ops in the HLO; 10x slower at 1M capacity).
+    Signature: (states, online_data, online_size, keys, obs, dataset) -> (states, keys, actions, choices, metrics).
     """
     update = update_fn(spec, config)
     batch_size, ratio, utd = config.batch_size, spec.offline_ratio, config.utd
 
-    def step(state: IQLState, buffer: ReplayBuffer, key: jax.Array, transition: Batch, obs: jax.Array,
-             dataset: Batch):
-        buffer = buffer.insert(transition)
+    def per_seed(state: IQLState, online: Batch, online_size: jax.Array, key: jax.Array, obs: jax.Array,
+                 dataset: Batch):
         metrics = {}
         if with_update:
             def body(carry, _):
                 state, key = carry
                 key, k_batch, k_update = jax.random.split(key, 3)
-                batch = mixed_batch(k_batch, dataset, buffer, batch_size, ratio)
+                batch = mixed_batch(k_batch, dataset, online, online_size, batch_size, ratio)
                 state, m = update(state, batch, k_update)
                 return (state, key), m
 
@@ -180,6 +183,6 @@ def make_online_step(spec: AlgoSpec, config, with_update: bool):
             metrics["finite"] = finite_flag(state, metrics)
         key, k_act = jax.random.split(key)
         action, choice = act(spec, state, k_act, obs, config, evaluate=False)
-        return state, buffer, key, action, choice, metrics
+        return state, key, action, choice, metrics
 
-    return step
+    return jax.vmap(per_seed, in_axes=(0, 0, None, 0, 0, None))

@@ -1,7 +1,10 @@
-"""Device-resident replay: a fixed-capacity ring buffer and offline/online batch mixing.
+"""Device-resident replay: a fixed-capacity ring buffer shared by all seeds, and batch mixing.
 
-Everything is a pytree of arrays, so inserting and sampling happen inside the jitted
-(and seed-vmapped) online step; donating the buffer lets XLA update it in place.
+All seeds step their envs in lockstep, so every seed inserts exactly one transition per env
+step: the write pointer and size are scalars shared by the seeds, and rows live in arrays of
+shape (num_seeds, capacity, ...). An insert is then one in-place dynamic-update-slice per array
+(with buffer donation); a per-seed pointer under `vmap` would become a scatter that XLA may
+lower to a full-buffer select, i.e. O(capacity) work per env step.
 """
 
 import jax
@@ -12,51 +15,55 @@ from pex_jax.iql import Batch
 
 
 class ReplayBuffer(struct.PyTreeNode):
-    data: Batch
-    size: jax.Array  # int32 scalar: number of valid rows
+    data: Batch  # leaves of shape (num_seeds, capacity, ...)
+    size: jax.Array  # int32 scalar: number of valid rows (same for every seed)
     ptr: jax.Array  # int32 scalar: next row to write
 
     @classmethod
-    def create(cls, obs_dim: int, action_dim: int, capacity: int) -> "ReplayBuffer":
-        data = Batch(
-            observations=jnp.zeros((capacity, obs_dim), jnp.float32),
-            actions=jnp.zeros((capacity, action_dim), jnp.float32),
-            rewards=jnp.zeros((capacity,), jnp.float32),
-            next_observations=jnp.zeros((capacity, obs_dim), jnp.float32),
-            terminals=jnp.zeros((capacity,), jnp.float32),
-        )
+    def create(cls, num_seeds: int, obs_dim: int, action_dim: int, capacity: int) -> "ReplayBuffer":
+        def zeros(*shape):
+            return jnp.zeros((num_seeds, capacity, *shape), jnp.float32)
+
+        data = Batch(zeros(obs_dim), zeros(action_dim), zeros(), zeros(obs_dim), zeros())
         return cls(data=data, size=jnp.zeros((), jnp.int32), ptr=jnp.zeros((), jnp.int32))
 
     @property
     def capacity(self) -> int:
-        return self.data.rewards.shape[0]
+        return self.data.rewards.shape[1]
 
-    def insert(self, transition: Batch) -> "ReplayBuffer":
-        """Write one transition at `ptr`, overwriting the oldest row once full."""
-        data = jax.tree.map(lambda buf, x: buf.at[self.ptr].set(x.astype(buf.dtype)), self.data, transition)
+    def insert(self, transitions: Batch) -> "ReplayBuffer":
+        """Write one transition per seed (leaves shaped (num_seeds, ...)) at `ptr`, overwriting the oldest."""
+        data = jax.tree.map(lambda buf, x: buf.at[:, self.ptr].set(x.astype(buf.dtype)), self.data, transitions)
         return self.replace(
             data=data, ptr=(self.ptr + 1) % self.capacity, size=jnp.minimum(self.size + 1, self.capacity)
         )
 
-    def sample(self, key: jax.Array, n: int) -> Batch:
-        """Uniform with replacement over the valid rows (the reference samples without; see deviations)."""
-        idx = jax.random.randint(key, (n,), 0, jnp.maximum(self.size, 1))
-        return jax.tree.map(lambda x: x[idx], self.data)
+
+def sample_rows(data: Batch, num_rows: jax.Array, key: jax.Array, n: int) -> Batch:
+    """Uniform with replacement over the first `num_rows` rows of one seed's data.
+
+    The reference samples the online buffer without replacement (`random.sample`); with
+    replacement is the standard choice for a jitted sampler (docs/deviations.md).
+    """
+    idx = jax.random.randint(key, (n,), 0, jnp.maximum(num_rows, 1))
+    return jax.tree.map(lambda x: x[idx], data)
 
 
 def sample_dataset(dataset: Batch, key: jax.Array, n: int) -> Batch:
     """Uniform with replacement over a static dataset, as the reference's `torch.randint`."""
-    idx = jax.random.randint(key, (n,), 0, dataset.rewards.shape[0])
-    return jax.tree.map(lambda x: x[idx], dataset)
+    return sample_rows(dataset, dataset.rewards.shape[0], key, n)
 
 
-def mixed_batch(key: jax.Array, dataset: Batch, buffer: ReplayBuffer, batch_size: int, offline_ratio: float) -> Batch:
-    """`offline_ratio` of the rows from the offline dataset (first), the rest from the online buffer."""
+def mixed_batch(
+    key: jax.Array, dataset: Batch, online: Batch, online_size: jax.Array, batch_size: int, offline_ratio: float
+) -> Batch:
+    """`offline_ratio` of the rows from the offline dataset (first, as in the reference), the rest
+    from one seed's online rows."""
     n_offline = int(round(batch_size * offline_ratio))
     k_off, k_on = jax.random.split(key)
     parts = []
     if n_offline > 0:
         parts.append(sample_dataset(dataset, k_off, n_offline))
     if batch_size - n_offline > 0:
-        parts.append(buffer.sample(k_on, batch_size - n_offline))
+        parts.append(sample_rows(online, online_size, k_on, batch_size - n_offline))
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)

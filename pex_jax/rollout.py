@@ -29,11 +29,11 @@ def final_observations(next_obs: np.ndarray, info: dict, done: np.ndarray) -> np
 def step_success(info: dict, done: np.ndarray, n: int) -> np.ndarray:
     """Per-env `success` flag of this step (from `final_info` for envs that just ended)."""
     success = np.asarray(info.get("success", np.zeros(n)), dtype=bool).copy()
-    if done.any() and "final_info" in info:
-        for i in np.flatnonzero(done):
-            fi = info["final_info"][i]
-            if isinstance(fi, dict) and "success" in fi:
-                success[i] = bool(fi["success"])
+    final = info.get("final_info")
+    if done.any() and isinstance(final, dict) and "success" in final:
+        # Vector-env info layout: a dict of per-env arrays with a `_success` validity mask.
+        valid = np.asarray(final.get("_success", done), dtype=bool) & done
+        success[valid] = np.asarray(final["success"], dtype=bool)[valid]
     return success
 
 

@@ -167,19 +167,20 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
         states = jax.vmap(lambda k, s: init_online_state(spec, k, dims, config, s))(init_keys, offline_states)
     states = _unalias(states)
     capacity = int(min(config.buffer_capacity, max(config.online_steps, 1)))
-    buffers = jax.vmap(lambda _: ReplayBuffer.create(dims.obs_dim, dims.action_dim, capacity))(jnp.arange(n))
+    buffers = ReplayBuffer.create(n, dims.obs_dim, dims.action_dim, capacity)
     keys = seed_keys(seeds, ONLINE_STREAM)
 
-    in_axes = (0, 0, 0, 0, 0, None)
-    step_collect = jax.jit(jax.vmap(make_online_step(spec, config, False), in_axes=in_axes), donate_argnums=(0, 1))
-    step_update = jax.jit(jax.vmap(make_online_step(spec, config, True), in_axes=in_axes), donate_argnums=(0, 1))
+    insert = jax.jit(ReplayBuffer.insert, donate_argnums=(0,))
+    step_collect = jax.jit(make_online_step(spec, config, False), donate_argnums=(0,))
+    step_update = jax.jit(make_online_step(spec, config, True), donate_argnums=(0,))
     first_act = jax.jit(jax.vmap(lambda s, k, o: act(spec, s, k, o, config, evaluate=False)))
 
     env = make_vector_env(info, n, eval=False, seeds=seeds)
     obs, _ = env.reset(seed=list(seeds))
     obs = flatten_observation(obs)
-    keys, act_keys = jnp.split(jax.vmap(jax.random.split)(keys), 2, axis=1)
-    actions, choices = jax.device_get(first_act(states, act_keys[:, 0], jnp.asarray(obs)))
+    split = jax.vmap(jax.random.split)(keys)
+    keys = split[:, 0]
+    actions, choices = jax.device_get(first_act(states, split[:, 1], jnp.asarray(obs)))
 
     ep_return, ep_len = np.zeros(n), np.zeros(n, dtype=np.int64)
     ep_success = np.zeros(n, dtype=bool)
@@ -215,8 +216,9 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
             ep_return[i], ep_len[i], ep_success[i] = 0.0, 0, False
 
         step_fn = step_update if t + 1 > config.learning_starts else step_collect
-        states, buffers, keys, actions, choices, new_metrics = step_fn(
-            states, buffers, keys, transition, jnp.asarray(next_obs), dataset
+        buffers = insert(buffers, transition)
+        states, keys, actions, choices, new_metrics = step_fn(
+            states, buffers.data, buffers.size, keys, jnp.asarray(next_obs), dataset
         )
         if new_metrics:
             metrics = new_metrics
