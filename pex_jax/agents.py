@@ -22,7 +22,7 @@ from pex_jax.iql import (
     value_critic_update,
 )
 from pex_jax.policy_set import policy_set_action, single_policy_action
-from pex_jax.replay import ReplayBuffer, mixed_batch, sample_dataset
+from pex_jax.replay import mixed_batch, sample_dataset
 
 
 @dataclass(frozen=True)
