@@ -174,6 +174,23 @@ def test_terminations_are_terminal_but_truncations_only_end_episodes():
     assert info.domain == "other" and info.default_reward_transform == "identity"
 
 
+@pytest.mark.parametrize("which", ["toy", "pointmaze"])
+def test_fast_hdf5_reader_matches_minari_generic_reader(umaze, monkeypatch, which):
+    import pex_jax.data.minari as data_minari
+
+    if which == "toy":
+        make_toy_dataset("toy/pendulum/fast-v0", episodes=[(5, "terminated"), (7, "truncated"), (1, "truncated")])
+        dataset_id = "toy/pendulum/fast-v0"
+    else:
+        monkeypatch.setenv("MINARI_DATASETS_PATH", str(umaze[0]))
+        dataset_id = umaze[2].dataset_id
+    fast, _ = load_dataset(dataset_id)
+    monkeypatch.setattr(data_minari, "FAST_HDF5_READER", False)
+    generic, _ = load_dataset(dataset_id)
+    for x, y in zip(jax.tree.leaves(fast), jax.tree.leaves(generic), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_to_device_gives_a_jax_pytree_usable_under_jit():
     make_toy_dataset("toy/pendulum/dev-v0")
     tr, _ = load_dataset("toy/pendulum/dev-v0", download=False)

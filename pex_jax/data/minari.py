@@ -14,6 +14,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,57 @@ def _domain(dataset_id: str, env_spec: EnvSpec | None) -> str:
     return "other"
 
 
-def _flatten_episodes(ds: Any, obs_dim: int, act_dim: int, total_steps: int) -> dict[str, np.ndarray]:
+# Read HDF5 datasets through h5py's low-level API when the layout is the plain Minari one. Minari's
+# generic reader spends ~1.5 ms per episode in high-level h5py lookups; 1M-step PointMaze has ~13k
+# episodes. Tests check both readers give identical arrays.
+FAST_HDF5_READER = True
+
+
+def _fast_hdf5_ok(ds: Any, metadata: dict[str, Any]) -> bool:
+    space = ds.observation_space
+    leaves_ok = isinstance(space, gym.spaces.Box) or (
+        isinstance(space, gym.spaces.Dict) and all(isinstance(s, gym.spaces.Box) for s in space.spaces.values())
+    )
+    return FAST_HDF5_READER and metadata.get("data_format") == "hdf5" and leaves_ok
+
+
+def _iter_hdf5_episodes(data_path: Path, obs_space: gym.Space, n_episodes: int) -> Iterator[dict[str, Any]]:
+    """Yield episodes as Minari's reader would (`observations` dict/array, `actions`, ...), but faster."""
+    import h5py
+
+    if isinstance(obs_space, gym.spaces.Dict):
+        obs_names = {key: f"observations/{key}".encode() for key in sorted(obs_space.spaces)}
+    else:
+        obs_names = None
+
+    with h5py.File(data_path / "main_data.hdf5", "r") as file:
+        fid = file.id
+
+        def read(name: bytes) -> np.ndarray:
+            dset = h5py.h5d.open(fid, name)
+            arr = np.empty(dset.shape, dtype=dset.dtype)
+            if arr.size:
+                dset.read(h5py.h5s.ALL, h5py.h5s.ALL, arr)
+            return arr
+
+        for idx in range(n_episodes):
+            pre = f"episode_{idx}/".encode()
+            if obs_names is None:
+                obs: Any = read(pre + b"observations")
+            else:
+                obs = {key: read(pre + name) for key, name in obs_names.items()}
+            yield {
+                "id": idx,
+                "observations": obs,
+                "actions": read(pre + b"actions"),
+                "rewards": read(pre + b"rewards"),
+                "terminations": read(pre + b"terminations"),
+            }
+
+
+def _flatten_episodes(
+    episodes: Iterable[dict[str, Any]], obs_dim: int, act_dim: int, total_steps: int
+) -> dict[str, np.ndarray]:
     """Fill preallocated arrays episode by episode (vectorised within an episode)."""
     n = total_steps
     out = {
@@ -188,7 +239,7 @@ def _flatten_episodes(ds: Any, obs_dim: int, act_dim: int, total_steps: int) -> 
         "episode_ends": np.zeros((n,), np.float32),
     }
     i = 0
-    for ep in ds.storage.get_episodes(range(ds.storage.total_episodes)):
+    for ep in episodes:
         obs = flatten_observation(ep["observations"])
         t = len(ep["rewards"])
         if obs.shape != (t + 1, obs_dim) or len(ep["actions"]) != t or len(ep["terminations"]) != t:
@@ -232,7 +283,12 @@ def load_dataset(dataset_id: str, download: bool | None = None) -> tuple[Transit
             )
         obs_dim, act_dim = flat_dim(obs_space), int(np.prod(act_space.shape))
         total_steps = int(metadata["total_steps"])
-        arrays = _flatten_episodes(ds, obs_dim, act_dim, total_steps)
+        n_episodes = int(metadata["total_episodes"])
+        if _fast_hdf5_ok(ds, metadata):
+            episodes = _iter_hdf5_episodes(data_path, obs_space, n_episodes)
+        else:
+            episodes = ds.storage.get_episodes(range(n_episodes))
+        arrays = _flatten_episodes(episodes, obs_dim, act_dim, total_steps)
         env_spec = ds.env_spec
         eval_spec = _parse_spec(metadata.get("eval_env_spec"))
     except PexError:
