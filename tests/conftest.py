@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny generated PointMaze dataset and small, fast configs."""
+
+import os
+
+import pytest
+
+TINY_ID = "pex/pointmaze/tiny-v0"
+
+
+@pytest.fixture(scope="session")
+def tiny_minari_root(tmp_path_factory):
+    """A 3000-step PointMaze UMaze dataset generated once per session in its own Minari root."""
+    from pex_jax.data.generate import generate_pointmaze
+
+    root = tmp_path_factory.mktemp("minari")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(root))
+        generate_pointmaze(maze="umaze", steps=3000, noise=0.5, seed=0, dataset_id=TINY_ID, ref_episodes=2,
+                           progress=False)
+    return root
+
+
+@pytest.fixture
+def tiny_env(tiny_minari_root, monkeypatch, tmp_path):
+    """Point Minari at the tiny dataset and keep W&B off for this test."""
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tiny_minari_root))
+    monkeypatch.setenv("WANDB_MODE", os.environ.get("WANDB_MODE", "disabled"))
+    return tiny_minari_root
+
+
+def tiny_config(tmp_path, **overrides):
+    """A config that runs every phase in seconds: small nets, few steps, one eval episode."""
+    from pex_jax.config import default_config
+
+    c = default_config()
+    c.task = "pointmaze-tiny"
+    c.dataset_id = TINY_ID
+    c.expectile = 0.9
+    c.hidden_dims = (32, 32)
+    c.batch_size = 64
+    c.offline_steps = 200
+    c.offline_eval_every = 100
+    c.updates_per_call = 100
+    c.online_steps = 300
+    c.learning_starts = 100
+    c.online_eval_every = 150
+    c.log_every = 100
+    c.eval_episodes = 1
+    c.eval_parallel_envs = 1
+    c.buffer_capacity = 1000
+    c.download = False
+    c.progress = False
+    c.wandb.enabled = False
+    c.run_dir = str(tmp_path / "run")
+    for k, v in overrides.items():
+        c[k] = v
+    return c
