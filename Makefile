@@ -17,6 +17,10 @@ ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help test lint data demo antmaze pointmaze bench report sweep study clean
 
+ANTMAZE_TASKS := umaze umaze-diverse medium-play medium-diverse large-play large-diverse
+POINTMAZE_TASKS := umaze medium large
+TRAIN := $(PY) -m pex_jax.train
+
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline  TASK=<task>  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
@@ -37,6 +41,31 @@ lint: $(STAMP) ## ruff check
 
 data: $(STAMP) ## generate the local PointMaze datasets (umaze, medium, large) into MINARI_DATASETS_PATH
 	$(PY) -m pex_jax.data.generate --maze=all $(ARGS)
+
+demo: $(STAMP) ## offline -> online (offline, direct, pex) on a small local PointMaze dataset in minutes
+	WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) experiments/demo.py $(ARGS)
+
+antmaze: $(STAMP) ## AntMaze (Minari D4RL/antmaze/*-v1): SEED=0-9 ALGO=pex TASK=<one task> ARGS=...
+	@set -e; for t in $(or $(TASK),$(ANTMAZE_TASKS)); do \
+	  echo "== antmaze $$t / $(ALGO) / seeds $(SEED)"; \
+	  $(TRAIN) --config=experiments/configs/antmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) $(ARGS); \
+	done
+
+pointmaze: $(STAMP) ## PointMaze on the local datasets (generated if missing): SEED=0-2 ALGO=pex TASK=umaze
+	@set -e; for t in $(or $(TASK),$(POINTMAZE_TASKS)); do \
+	  $(PY) -m pex_jax.data.generate --maze=$${t%%-*} --skip-existing --no-progress; \
+	  echo "== pointmaze $$t / $(ALGO) / seeds $(SEED)"; \
+	  $(TRAIN) --config=experiments/configs/pointmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) $(ARGS); \
+	done
+
+bench: $(STAMP) ## throughput benchmark -> bench_out/bench.json + bench.md (ARGS=--quick for a smoke run)
+	$(PY) -m pex_jax.bench --out bench_out $(ARGS)
+
+report: $(STAMP) ## tables + PNG learning curves from run dirs: RUNS='runs/...' OUT=reports
+	$(PY) -m pex_jax.report --runs $(RUNS) --out $(or $(OUT),reports)
+
+sweep: $(STAMP) ## create a W&B sweep (or print the commands offline): SWEEP=experiments/sweeps/<file>.yaml
+	$(PY) experiments/sweep.py $(SWEEP)
 
 clean: ## remove the venv and caches (keeps runs/ and datasets)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
