@@ -95,3 +95,64 @@ def load_offline(path: str | Path, template: Any, seeds: list[int], expect: dict
 
 def _normalise(v):
     return json.loads(json.dumps(v))
+
+
+# --- Full run state (resume after interruption) ---
+
+RUN_DIR = "checkpoints"
+
+
+def save_run_state(run_dir: Path, phase: str, step: int, device_state: Any, host_state: dict, keep: int) -> Path:
+    """Checkpoint everything needed to continue bit-identically: train states with optimizer states
+    and targets, PRNG keys, replay rows, step counters and the host-side logger bookkeeping.
+
+    Written atomically as `<run_dir>/checkpoints/<phase>-<step:012d>/`; only the newest `keep` remain.
+    """
+    root = Path(run_dir) / RUN_DIR
+    target = root / f"{phase}-{step:012d}"
+    payload = serialization.msgpack_serialize(serialization.to_state_dict(jax.device_get(device_state)))
+    host = {"phase": phase, "step": step, **host_state}
+    _atomic_write_dir(target, {"state.msgpack": payload, "host.json": json.dumps(_jsonable(host)).encode()})
+    done = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for old in done[: max(len(done) - max(keep, 1), 0)]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def latest_run_state(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint (temporary dirs of interrupted writes are ignored)."""
+    root = Path(run_dir) / RUN_DIR
+    if not root.exists():
+        return None
+    done = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                  and (p / "host.json").exists() and (p / "state.msgpack").exists())
+    return done[-1] if done else None
+
+
+def load_run_state(path: Path) -> tuple[dict, dict]:
+    """(raw device-state dict of numpy arrays, host dict); restore pytrees with `restore_into`."""
+    try:
+        raw = serialization.msgpack_restore((Path(path) / "state.msgpack").read_bytes())
+        host = json.loads((Path(path) / "host.json").read_text())
+    except Exception as e:
+        msg = f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to resume from the one before"
+        raise CheckpointError(msg) from None
+    return raw, host
+
+
+def restore_into(template: Any, raw: Any) -> Any:
+    return serialization.from_state_dict(template, raw)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
+    return obj

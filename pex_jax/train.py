@@ -7,6 +7,7 @@ Python here only drives loops, environments, checkpoints and logging; every upda
 action selection is a jitted, seed-vmapped pure function from `pex_jax.agents`.
 """
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from pex_jax.data.minari import DatasetInfo
 from pex_jax.errors import ConfigError, DivergenceError, PexError
 from pex_jax.iql import Batch
 from pex_jax.replay import ReplayBuffer
-from pex_jax.rollout import Evaluator, final_observations, seed_keys, step_success
+from pex_jax.rollout import EvalResult, Evaluator, final_observations, seed_keys, step_success
 from pex_jax.seeds import parse_seeds
 from pex_jax.tracking import RunLogger
 
@@ -122,12 +123,37 @@ def _host_metrics(metrics: dict, prefix: str) -> dict[str, np.ndarray]:
             if k != "finite"}
 
 
-def offline_phase(config, seeds, dims, dataset: Batch, evaluator: Evaluator, logger: RunLogger):
-    """Offline IQL: K updates per jit call (lax.scan), vmapped over seeds; evaluate every N updates."""
+def _scores(result) -> dict | None:
+    """The part of an EvalResult kept in checkpoints (for the final table after a resume)."""
+    if result is None:
+        return None
+    return {"normalized_score": result.normalized_score.tolist(), "success_rate": result.success_rate.tolist()}
+
+
+def _from_scores(scores: dict | None):
+    if scores is None:
+        return None
+    return EvalResult(np.asarray(scores["normalized_score"]), np.full(len(scores["normalized_score"]), np.nan),
+                      np.asarray(scores["success_rate"]), None)
+
+
+def offline_phase(config, seeds, dims, dataset: Batch, evaluator: Evaluator, logger: RunLogger, run_dir: Path,
+                  resume_from: tuple[dict, dict] | None = None):
+    """Offline IQL: K updates per jit call (lax.scan), vmapped over seeds; evaluate every N updates.
+
+    With `checkpoint_every > 0`, the full state (params, optimizer states, targets, keys) is
+    checkpointed at every evaluation, so a resumed run continues bit-identically.
+    """
     init_keys = seed_keys(seeds, INIT_STREAM)
     states = _unalias(jax.vmap(lambda k: init_offline_state(k, dims, config))(init_keys))
     keys = seed_keys(seeds, OFFLINE_STREAM)
     total, every = int(config.offline_steps), int(config.offline_eval_every)
+    done, last_eval = 0, None
+    if resume_from is not None:
+        raw, host = resume_from
+        states = _unalias(checkpoint.restore_into(states, raw["states"]))
+        keys = jnp.asarray(raw["keys"])
+        done, last_eval = int(host["step"]), _from_scores(host.get("last_eval"))
     chunk_fns = {}
 
     def chunk_fn(n):
@@ -136,9 +162,8 @@ def offline_phase(config, seeds, dims, dataset: Batch, evaluator: Evaluator, log
             chunk_fns[n] = jax.jit(fn, donate_argnums=(0,))
         return chunk_fns[n]
 
-    last_eval = None
-    done = 0
-    bar = tqdm(total=total, desc="offline updates", unit="upd", disable=not config.progress, dynamic_ncols=True)
+    bar = tqdm(total=total, initial=done, desc="offline updates", unit="upd", disable=not config.progress,
+               dynamic_ncols=True)
     while done < total:
         next_stop = min(total, (done // every + 1) * every)
         n = min(int(config.updates_per_call), next_stop - done)
@@ -152,47 +177,122 @@ def offline_phase(config, seeds, dims, dataset: Batch, evaluator: Evaluator, log
                        offline_step=done, online_step=0)
             last_eval = result
             bar.set_postfix(score=f"{result.normalized_score.mean():.1f}")
+            if config.checkpoint_every > 0 and done < total:
+                checkpoint.save_run_state(run_dir, "offline", done, {"states": states, "keys": keys},
+                                          {"last_eval": _scores(last_eval)}, int(config.keep_checkpoints))
     bar.close()
     return states, last_eval
 
 
+class EpisodeStats:
+    """Host-side bookkeeping of training episodes and policy-set choices between log calls."""
+
+    def __init__(self, n: int, saved: dict | None = None):
+        self.n = n
+        self.new_episode()
+        self.window = {"return": [[] for _ in range(n)], "success": [[] for _ in range(n)],
+                       "length": [[] for _ in range(n)]}
+        self.all_success = [[] for _ in range(n)]  # for CORL's train/regret
+        self.choice_sum, self.choice_count = np.zeros(n), 0
+        if saved:
+            self.window, self.all_success = saved["window"], saved["all_success"]
+            self.choice_sum, self.choice_count = np.asarray(saved["choice_sum"], float), saved["choice_count"]
+
+    def new_episode(self) -> None:
+        self.ep_return, self.ep_len = np.zeros(self.n), np.zeros(self.n, dtype=np.int64)
+        self.ep_success = np.zeros(self.n, dtype=bool)
+
+    def step(self, reward, success, done, choices) -> None:
+        self.ep_return += reward
+        self.ep_len += 1
+        self.ep_success |= success
+        self.choice_sum += choices == 0
+        self.choice_count += 1
+        for i in np.flatnonzero(done):
+            self.window["return"][i].append(float(self.ep_return[i]))
+            self.window["success"][i].append(float(self.ep_success[i]))
+            self.window["length"][i].append(int(self.ep_len[i]))
+            self.all_success[i].append(float(self.ep_success[i]))
+            self.ep_return[i], self.ep_len[i], self.ep_success[i] = 0.0, 0, False
+
+    def flush(self, policy_set: bool) -> dict[str, np.ndarray]:
+        """Metrics since the last flush (CORL names), then start a new window."""
+        row = {}
+        if policy_set:
+            row["train/offline_choice_rate"] = self.choice_sum / max(self.choice_count, 1)
+        if any(self.window["return"]):
+            def per_seed(lists, fn=np.mean):
+                return np.array([fn(w) if w else np.nan for w in lists])
+
+            row["train/episode_return"] = per_seed(self.window["return"])
+            row["train/is_success"] = per_seed(self.window["success"])
+            row["train/episode_length"] = per_seed(self.window["length"])
+            row["train/regret"] = per_seed(self.all_success, lambda s: 1.0 - np.mean(s))
+        self.window = {k: [[] for _ in range(self.n)] for k in self.window}
+        self.choice_sum, self.choice_count = np.zeros(self.n), 0
+        return row
+
+    def state(self) -> dict:
+        return {"window": self.window, "all_success": self.all_success, "choice_sum": self.choice_sum,
+                "choice_count": self.choice_count}
+
+
 def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset: Batch, offline_states,
-                 evaluator: Evaluator, logger: RunLogger, reward_transform: str, offline_step: int):
-    """Online fine-tuning: one fused, seed-vmapped device call per env step (insert, update, act)."""
+                 evaluator: Evaluator, logger: RunLogger, reward_transform: str, offline_step: int, run_dir: Path,
+                 offline_eval=None, resume_from: tuple[dict, dict] | None = None):
+    """Online fine-tuning: per env step, one donated insert and one fused, seed-vmapped update+act call.
+
+    Checkpoints (every `checkpoint_every` env steps) are episode boundaries: after saving, every env is
+    reset with a seed derived from (seed, step). A resumed run performs the same reset, so it continues
+    exactly as the uninterrupted run does; no simulator state needs saving.
+    """
     n = len(seeds)
     init_keys = seed_keys(seeds, ONLINE_INIT_STREAM)
     if spec.warm_start == "none":
         states = jax.vmap(lambda k: init_online_state(spec, k, dims, config, None))(init_keys)
     else:
+        if offline_states is None:  # resuming: only the structure matters, values come from the checkpoint
+            offline_states = jax.vmap(lambda k: init_offline_state(k, dims, config))(init_keys)
         states = jax.vmap(lambda k, s: init_online_state(spec, k, dims, config, s))(init_keys, offline_states)
-    states = _unalias(states)
     capacity = int(min(config.buffer_capacity, max(config.online_steps, 1)))
-    buffers = ReplayBuffer.create(n, dims.obs_dim, dims.action_dim, capacity)
+    buffer = ReplayBuffer.create(n, dims.obs_dim, dims.action_dim, capacity)
     keys = seed_keys(seeds, ONLINE_STREAM)
+    stats, start, last_eval = EpisodeStats(n), 0, None
+    if resume_from is not None:
+        raw, host = resume_from
+        states = checkpoint.restore_into(states, raw["states"])
+        keys = jnp.asarray(raw["keys"])
+        rows, size = raw["buffer"]["rows"], int(raw["buffer"]["size"])
+        buffer = buffer.replace(
+            data=jax.tree.map(lambda buf, r: buf.at[:, : r.shape[1]].set(r), buffer.data,
+                              checkpoint.restore_into(buffer.data, rows)),
+            size=jnp.asarray(size, jnp.int32), ptr=jnp.asarray(int(raw["buffer"]["ptr"]), jnp.int32))
+        stats, start = EpisodeStats(n, host["stats"]), int(host["step"])
+        last_eval = _from_scores(host.get("last_eval"))
+    states = _unalias(states)
 
     insert = jax.jit(ReplayBuffer.insert, donate_argnums=(0,))
     step_collect = jax.jit(make_online_step(spec, config, False), donate_argnums=(0,))
     step_update = jax.jit(make_online_step(spec, config, True), donate_argnums=(0,))
     first_act = jax.jit(jax.vmap(lambda s, k, o: act(spec, s, k, o, config, evaluate=False)))
-
     env = make_vector_env(info, n, eval=False, seeds=seeds)
-    obs, _ = env.reset(seed=list(seeds))
-    obs = flatten_observation(obs)
-    split = jax.vmap(jax.random.split)(keys)
-    keys = split[:, 0]
-    actions, choices = jax.device_get(first_act(states, split[:, 1], jnp.asarray(obs)))
 
-    ep_return, ep_len = np.zeros(n), np.zeros(n, dtype=np.int64)
-    ep_success = np.zeros(n, dtype=bool)
-    window = {"return": [[] for _ in range(n)], "success": [[] for _ in range(n)], "length": [[] for _ in range(n)]}
-    all_success = [[] for _ in range(n)]
-    choice_sum, choice_count = np.zeros(n), 0
-    metrics, last_eval = None, None
+    def boundary(step: int, keys):
+        """Reset every env (seeded by seed and step) and pick the first actions."""
+        obs, _ = env.reset(seed=[s * 1_000_003 + step for s in seeds])
+        obs = flatten_observation(obs)
+        split = jax.vmap(jax.random.split)(keys)
+        actions, choices = jax.device_get(first_act(states, split[:, 1], jnp.asarray(obs)))
+        stats.new_episode()
+        return obs, split[:, 0], actions, choices
+
+    obs, keys, actions, choices = boundary(start, keys)
+    metrics = None
     total = int(config.online_steps)
-    bar = tqdm(total=total, desc=f"online {spec.name} env steps", unit="step", disable=not config.progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=total, initial=start, desc=f"online {spec.name} env steps", unit="step",
+               disable=not config.progress, dynamic_ncols=True)
     t_start = time.time()
-    for t in range(total):
+    for t in range(start, total):
         next_obs_raw, reward, terminated, truncated, env_info = env.step(actions)
         next_obs = flatten_observation(next_obs_raw)
         done = terminated | truncated
@@ -203,22 +303,11 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
             next_observations=final_observations(next_obs, env_info, done),
             terminals=terminated.astype(np.float32),
         )
-        ep_return += reward
-        ep_len += 1
-        ep_success |= step_success(env_info, done, n)
-        choice_sum += choices == 0
-        choice_count += 1
-        for i in np.flatnonzero(done):
-            window["return"][i].append(ep_return[i])
-            window["success"][i].append(float(ep_success[i]))
-            window["length"][i].append(ep_len[i])
-            all_success[i].append(float(ep_success[i]))
-            ep_return[i], ep_len[i], ep_success[i] = 0.0, 0, False
-
+        stats.step(reward, step_success(env_info, done, n), done, choices)
         step_fn = step_update if t + 1 > config.learning_starts else step_collect
-        buffers = insert(buffers, transition)
+        buffer = insert(buffer, transition)
         states, keys, actions, choices, new_metrics = step_fn(
-            states, buffers.data, buffers.size, keys, jnp.asarray(next_obs), dataset
+            states, buffer.data, buffer.size, keys, jnp.asarray(next_obs), dataset
         )
         if new_metrics:
             metrics = new_metrics
@@ -227,26 +316,28 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
         env_steps = t + 1
 
         if env_steps % config.log_every == 0 or env_steps == total:
-            row = {"train/env_steps_per_s": env_steps / max(time.time() - t_start, 1e-9)}
+            row = {"train/env_steps_per_s": (env_steps - start) / max(time.time() - t_start, 1e-9)}
             if metrics is not None:
                 _check_finite(metrics, seeds, "online", env_steps)
                 row.update(_host_metrics(metrics, "train"))
-            if spec.policy_set:
-                row["train/offline_choice_rate"] = choice_sum / max(choice_count, 1)
-            if any(window["return"]):
-                row["train/episode_return"] = np.array([np.mean(w) if w else np.nan for w in window["return"]])
-                row["train/is_success"] = np.array([np.mean(w) if w else np.nan for w in window["success"]])
-                row["train/episode_length"] = np.array([np.mean(w) if w else np.nan for w in window["length"]])
-                row["train/regret"] = np.array([1.0 - np.mean(s) if s else np.nan for s in all_success])
+            row.update(stats.flush(spec.policy_set))
             logger.log(row, phase="online", offline_step=offline_step, online_step=env_steps)
-            window = {k: [[] for _ in range(n)] for k in window}
-            choice_sum, choice_count = np.zeros(n), 0
             bar.update(env_steps - bar.n)
         if env_steps % config.online_eval_every == 0 or env_steps == total:
             result = evaluator(spec, states, round_index=offline_step + env_steps)
             logger.log(result.metrics(), phase="online", offline_step=offline_step, online_step=env_steps)
             last_eval = result
             bar.set_postfix(score=f"{result.normalized_score.mean():.1f}")
+        if config.checkpoint_every > 0 and env_steps % config.checkpoint_every == 0 and env_steps < total:
+            if metrics is not None:
+                _check_finite(metrics, seeds, "online", env_steps)  # never checkpoint a diverged state
+            size = int(buffer.size)
+            device_state = {"states": states, "keys": keys, "buffer": {
+                "rows": jax.tree.map(lambda x, n=size: x[:, :n], buffer.data), "size": buffer.size, "ptr": buffer.ptr}}
+            checkpoint.save_run_state(run_dir, "online", env_steps, device_state,
+                                      {"stats": stats.state(), "last_eval": _scores(last_eval),
+                                       "offline_eval": _scores(offline_eval)}, int(config.keep_checkpoints))
+            obs, keys, actions, choices = boundary(env_steps, keys)
     bar.update(total - bar.n)
     bar.close()
     env.close()
@@ -296,33 +387,52 @@ def run(config: ml_collections.ConfigDict) -> dict:
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
     with config.unlocked():
         config.run_dir = str(run_dir)
-    logger = RunLogger(run_dir, config.to_dict(), seeds, use_wandb=bool(config.wandb.enabled),
-                       resume=config.resume == "auto")
+    resume = config.resume == "auto" and (run_dir / "config.json").exists()
+    saved = checkpoint.latest_run_state(run_dir) if resume else None
+    resume_state = checkpoint.load_run_state(saved) if saved else None
+    own_offline = run_dir / checkpoint.OFFLINE_DIR
+    offline_done = (resume and spec.offline_phase and not config.offline_checkpoint
+                    and (own_offline / "meta.json").exists())
+    if resume:
+        _truncate_metrics(run_dir, resume_state[1] if resume_state else None, offline_done)
+        where = f"checkpoint {saved.name}" if saved else ("its offline checkpoint" if offline_done else "the start")
+        print(f"resuming {run_dir} from {where}", flush=True)
+    logger = RunLogger(run_dir, config.to_dict(), seeds, use_wandb=bool(config.wandb.enabled), resume=resume)
     print(f"pex-jax: {config.task} / {config.algo}, seeds {seeds}, dataset {config.dataset_id} "
           f"({len(dataset.rewards)} transitions, obs {dims.obs_dim}, act {dims.action_dim}), "
           f"device {jax.devices()[0].platform}, run dir {run_dir}", flush=True)
     evaluator = Evaluator(info, seeds, int(config.eval_episodes), int(config.eval_parallel_envs), config)
     table = []
     summary: dict = {"task": config.task, "algo": config.algo, "seeds": seeds, "dataset_id": config.dataset_id}
+    phase = resume_state[1]["phase"] if resume_state else None
     try:
         offline_states, offline_eval, offline_step = None, None, 0
         if spec.offline_phase:
-            if config.offline_checkpoint:
+            offline_step = int(config.offline_steps)
+            source = config.offline_checkpoint or (str(own_offline) if offline_done else "")
+            if phase == "online":  # online states come from the checkpoint
+                offline_eval = _from_scores(resume_state[1].get("offline_eval"))
+            elif source:
                 template = jax.vmap(lambda k: init_offline_state(k, dims, config))(seed_keys(seeds, INIT_STREAM))
                 expect = {k: v for k, v in offline_meta(config, seeds, dims).items() if k != "seeds"}
-                offline_states = checkpoint.load_offline(config.offline_checkpoint, template, seeds, expect)
-                print(f"loaded offline states for seeds {seeds} from {config.offline_checkpoint}", flush=True)
-                offline_step = int(config.offline_steps)
+                offline_states = checkpoint.load_offline(source, template, seeds, expect)
+                offline_eval = _from_scores(json.loads((checkpoint.resolve_offline_path(source) / "meta.json")
+                                                       .read_text()).get("final_eval")) if offline_done else None
+                print(f"loaded offline states for seeds {seeds} from {source}", flush=True)
             else:
-                offline_states, offline_eval = offline_phase(config, seeds, dims, dataset, evaluator, logger)
-                offline_step = int(config.offline_steps)
-                checkpoint.save_offline(run_dir / checkpoint.OFFLINE_DIR, offline_states,
-                                        offline_meta(config, seeds, dims))
+                offline_states, offline_eval = offline_phase(
+                    config, seeds, dims, dataset, evaluator, logger, run_dir,
+                    resume_from=resume_state if phase == "offline" else None)
+                checkpoint.save_offline(own_offline, offline_states,
+                                        offline_meta(config, seeds, dims) | {"final_eval": _scores(offline_eval)})
+            if offline_eval is not None:
                 table.append(("offline (end)", seeds, offline_eval.normalized_score))
                 summary["offline/normalized_score"] = offline_eval.normalized_score.tolist()
         if spec.name != "offline":
-            _, online_eval = online_phase(spec, config, seeds, dims, info, dataset, offline_states, evaluator,
-                                          logger, reward_transform, offline_step)
+            _, online_eval = online_phase(
+                spec, config, seeds, dims, info, dataset, offline_states, evaluator, logger, reward_transform,
+                offline_step, run_dir, offline_eval=offline_eval,
+                resume_from=resume_state if phase == "online" else None)
             table.append((f"online {spec.name} (end)", seeds, online_eval.normalized_score))
             summary["online/normalized_score"] = online_eval.normalized_score.tolist()
             summary["online/success_rate"] = online_eval.success_rate.tolist()
@@ -337,6 +447,31 @@ def run(config: ml_collections.ConfigDict) -> dict:
         evaluator.close()
     print(f"\nNormalized scores (x100) for {config.task} / {config.algo}:\n{format_table(table)}\n", flush=True)
     return summary
+
+
+def _truncate_metrics(run_dir: Path, host: dict | None, offline_done: bool) -> None:
+    """Drop metric lines written after the checkpoint we resume from, so no step is logged twice."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return
+
+    def keep(row: dict) -> bool:
+        if host is None:
+            return offline_done and row.get("phase") == "offline"
+        if host["phase"] == "offline":
+            return row.get("phase") == "offline" and row.get("offline_step", 0) <= host["step"]
+        return row.get("phase") == "offline" or row.get("online_step", 0) <= host["step"]
+
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if keep(json.loads(line)):
+                kept.append(line)
+        except json.JSONDecodeError:  # a torn last line from the crash
+            continue
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
