@@ -67,5 +67,8 @@ report: $(STAMP) ## tables + PNG learning curves from run dirs: RUNS='runs/...' 
 sweep: $(STAMP) ## create a W&B sweep (or print the commands offline): SWEEP=experiments/sweeps/<file>.yaml
 	$(PY) experiments/sweep.py $(SWEEP)
 
+study: $(STAMP) ## the PointMaze offline-to-online study (docs/results/pointmaze.md); resumable
+	$(PY) experiments/study.py $(ARGS)
+
 clean: ## remove the venv and caches (keeps runs/ and datasets)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
