@@ -5,7 +5,7 @@ pex, direct (both from that checkpoint), buffer and scratch; then a report (tabl
 Finished runs (summary.json present) are skipped, so re-running continues an interrupted study.
 
 Scale, chosen for a 2-core CPU (see docs/results/pointmaze.md): 64x64 networks (the reference uses
-256x256), 100k offline updates (reference 1M), 100k online env steps (reference 1M), everything else
+256x256), 50k offline updates (reference 1M), 100k online env steps (reference 1M), everything else
 at the reference defaults (expectile 0.9, beta 10, inverse temperature 10, UTD 1, 5000 warm-up steps).
 """
 
@@ -24,9 +24,9 @@ DATASETS = {
 }
 ALGOS = ("pex", "direct", "buffer", "scratch")
 COMMON = [
-    "--config.hidden_dims=(64, 64)", "--config.offline_steps=100000", "--config.offline_eval_every=10000",
+    "--config.hidden_dims=(64, 64)", "--config.offline_steps=50000", "--config.offline_eval_every=5000",
     "--config.online_steps=100000", "--config.online_eval_every=10000", "--config.eval_episodes=10",
-    "--config.log_every=2000", "--config.checkpoint_every=20000", "--config.progress=False",
+    "--config.log_every=2000", "--config.checkpoint_every=30000", "--config.progress=False",
 ]
 
 

@@ -22,6 +22,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.download = True  # allow Minari to download when the network allows
     # --- Data ---
     c.reward_transform = ""  # "" = dataset default: minus_one for mazes, identity for locomotion
+    # Sparse goal-reaching tasks: a rewarded (goal-reaching) transition ends the task for that goal, as
+    # in D4RL antmaze and the reference (episode ends at the goal, terminal=1). Minari's maze data and
+    # envs are continuing tasks that only *truncate* there; without this the value bootstraps into the
+    # next goal's journey and Q barely depends on the action (docs/deviations.md).
+    c.terminal_on_success = False
     # --- Networks ---
     c.hidden_dims = (256, 256)
     # --- IQL ---

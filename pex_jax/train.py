@@ -86,15 +86,23 @@ def default_run_dir(config) -> Path:
 # --- Phases ---
 
 
-def dataset_batch(transitions, info: DatasetInfo, reward_transform: str) -> Batch:
+def goal_terminals(terminals, raw_rewards, terminal_on_success: bool):
+    """Terminal flags for learning: true terminations, plus goal-reaching (sparse reward > 0) if asked."""
+    if not terminal_on_success:
+        return np.asarray(terminals, np.float32)
+    return np.maximum(np.asarray(terminals, np.float32), (np.asarray(raw_rewards) > 0).astype(np.float32))
+
+
+def dataset_batch(transitions, info: DatasetInfo, reward_transform: str, terminal_on_success: bool = False) -> Batch:
     """Device-resident offline data with the domain's reward transform applied once."""
+    terminals = goal_terminals(transitions.terminals, transitions.rewards, terminal_on_success)
     dev = to_device(transitions)
     return Batch(
         observations=dev.observations,
         actions=dev.actions,
         rewards=transform_rewards(dev.rewards, reward_transform),
         next_observations=dev.next_observations,
-        terminals=dev.terminals,
+        terminals=jnp.asarray(terminals, jnp.float32),
     )
 
 
@@ -301,7 +309,7 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
             actions=np.asarray(actions, np.float32),
             rewards=np.asarray(transform_rewards(reward, reward_transform), np.float32),
             next_observations=final_observations(next_obs, env_info, done),
-            terminals=terminated.astype(np.float32),
+            terminals=goal_terminals(terminated, reward, config.terminal_on_success),
         )
         stats.step(reward, step_success(env_info, done, n), done, choices)
         step_fn = step_update if t + 1 > config.learning_starts else step_collect
@@ -381,7 +389,7 @@ def run(config: ml_collections.ConfigDict) -> dict:
     reward_transform = config.reward_transform or info.default_reward_transform
     dims = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
                 tuple(float(x) for x in np.ravel(info.action_high)))
-    dataset = dataset_batch(transitions, info, reward_transform)
+    dataset = dataset_batch(transitions, info, reward_transform, bool(config.terminal_on_success))
     del transitions
 
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)

@@ -131,3 +131,12 @@ def test_cli_prints_a_single_line_error_and_exits_nonzero_without_the_dataset(tm
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "D4RL/antmaze/umaze-v1" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_goal_reaching_transitions_become_terminal_only_when_asked():
+    from pex_jax.train import goal_terminals
+
+    terminals, rewards = np.array([0.0, 0.0, 1.0, 0.0]), np.array([0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(goal_terminals(terminals, rewards, False), [0, 0, 1, 0])
+    np.testing.assert_array_equal(goal_terminals(terminals, rewards, True), [0, 1, 1, 0])
+    assert goal_terminals(np.array([True, False]), np.zeros(2), False).dtype == np.float32

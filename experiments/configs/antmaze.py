@@ -20,4 +20,5 @@ def get_config(task: str = "umaze"):
     c.beta = 10.0
     c.eval_episodes = 100
     c.reward_transform = "minus_one"
+    c.terminal_on_success = True  # reaching the goal is terminal, as in the reference's antmaze
     return c
