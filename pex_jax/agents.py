@@ -22,7 +22,7 @@ from pex_jax.iql import (
     value_critic_update,
 )
 from pex_jax.policy_set import policy_set_action, single_policy_action
-from pex_jax.replay import mixed_batch, sample_dataset
+from pex_jax.replay import mixed_batch, sample_dataset, sample_rows
 
 
 @dataclass(frozen=True)
@@ -126,14 +126,23 @@ def finite_flag(state: IQLState, metrics: dict) -> jax.Array:
 
 
 def make_offline_chunk(config, num_updates: int):
-    """`num_updates` offline IQL updates under `lax.scan`; returns chunk-mean metrics."""
+    """`num_updates` offline IQL updates under `lax.scan`; returns chunk-mean metrics.
+
+    `num_rows` (optional) samples only the first rows of a padded dataset, so that tasks with
+    datasets of different lengths can share one call (`pex_jax.multitask`); with
+    `num_rows == len(dataset)` the batches are the same as without it.
+    """
     hp, batch_size = hparams(config), config.batch_size
 
-    def chunk(state: IQLState, key: jax.Array, dataset: Batch):
+    def chunk(state: IQLState, key: jax.Array, dataset: Batch, num_rows: jax.Array | None = None):
         def body(carry, _):
             state, key = carry
             key, k_batch, k_update = jax.random.split(key, 3)
-            state, metrics = iql_update(state, sample_dataset(dataset, k_batch, batch_size), k_update, hp)
+            if num_rows is None:
+                batch = sample_dataset(dataset, k_batch, batch_size)
+            else:
+                batch = sample_rows(dataset, num_rows, k_batch, batch_size)
+            state, metrics = iql_update(state, batch, k_update, hp)
             return (state, key), metrics
 
         (state, key), metrics = jax.lax.scan(body, (state, key), None, length=num_updates)

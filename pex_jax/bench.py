@@ -1,0 +1,833 @@
+"""Throughput benchmark: offline IQL updates/s, the online loop's env-steps/s, action selection,
+several tasks in one call, compile times and memory. Writes `bench.json` and `bench.md`.
+
+    python -m pex_jax.bench --out bench_out/ [--seeds 1,4,16] [--quick]   # or: make bench
+
+Why an in-run baseline: the machines this runs on are shared and timings move by 2x with other
+people's load, so each fused figure is measured next to its unfused baseline, alternating short
+windows of the two, and reported as a ratio to it:
+- offline: the same IQL update as one jitted call per update from Python (no `lax.scan`);
+- online: separate jitted calls for insert, update and act per env step, instead of the
+  runner's insert + fused update-and-act.
+Each figure is the best and the median over `--reps` windows; the best is the least disturbed
+by other processes. The load average before and after is recorded next to the numbers.
+
+Shapes: offline runs on AntMaze-D4RL-shaped data (obs 29, act 8, synthetic rows: speed does not
+depend on the values). The online loop steps a real gymnasium `AntMaze_UMaze-v4` vector env
+(one sub-env per seed, as the runner) and flattens its dict observation the way the runner
+does, to 31 features (observation 27 + achieved_goal 2 + desired_goal 2; the D4RL reference
+has 29), so its networks take 31 inputs. "Env step excluded" replays recorded env outputs
+through the same host code instead of calling MuJoCo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pex_jax.agents import (
+    ALGORITHMS,
+    Dims,
+    act,
+    hparams,
+    init_offline_state,
+    init_online_state,
+    make_offline_chunk,
+    make_online_step,
+    update_fn,
+)
+from pex_jax.config import default_config
+from pex_jax.iql import Batch, iql_update
+from pex_jax.multitask import make_multitask_offline_chunk, stack_datasets
+from pex_jax.replay import ReplayBuffer, mixed_batch, sample_dataset
+from pex_jax.sharding import can_shard, replicate, shard_seeds
+
+# Measured by the issue author on this project's 2-core CPU (batch 256, obs 29, act 8, 2x256 MLPs).
+REFERENCE = {
+    "source": "reference PyTorch PEX on the same 2-core CPU (issue 6)",
+    "offline_updates_per_s_2_threads": 190.0,
+    "offline_updates_per_s_1_thread": 130.0,
+    "online_pex_updates_per_s": 100.0,
+    "act_per_s": 3400.0,
+    "plain_jax_scan_updates_per_s": 340.0,
+}
+
+ENV_ID = "AntMaze_UMaze-v4"
+
+
+@dataclass
+class BenchConfig:
+    """What to measure and at which size; `--quick` shrinks everything to test size."""
+
+    out: str = "bench_out"
+    seeds: list[int] = field(default_factory=lambda: [1, 4, 16])
+    online_seeds: list[int] = field(default_factory=lambda: [1, 4, 16])
+    algos: list[str] = field(default_factory=lambda: ["pex", "direct"])
+    obs_dim: int = 29
+    act_dim: int = 8
+    hidden_dims: tuple[int, ...] = (256, 256)
+    batch_size: int = 256
+    dataset_size: int = 1_000_000
+    buffer_capacity: int = 1_000_000
+    buffer_bytes_limit: int = 2 << 30  # online buffers are capped at this many bytes in total
+    updates: int = 100  # offline updates per window for one seed (scaled down with more seeds)
+    online_steps: int = 50  # env steps per window for one seed (scaled down with more seeds)
+    reps: int = 3
+    env: str = ENV_ID  # "none" skips the real-env online runs
+    tasks: int = 3  # multitask: tasks in one call (0 skips)
+    shard: bool = False  # split seeds over local devices when possible
+    skip: list[str] = field(default_factory=list)  # any of offline, online, act, multitask
+    quick: bool = False
+    check_scaling: float = 0.0  # > 0: exit 1 unless total(S) >= check_scaling * S * total(1), offline
+
+    @classmethod
+    def quick_config(cls, **overrides) -> BenchConfig:
+        base = dict(seeds=[1, 2], online_seeds=[1], algos=["pex"], hidden_dims=(32, 32), batch_size=32,
+                    dataset_size=2_000, buffer_capacity=1_000, updates=4, online_steps=3, reps=2, tasks=2,
+                    quick=True)
+        base.update(overrides)
+        return cls(**base)
+
+
+# --- Timing helpers ---
+
+
+def _stats(seconds: Sequence[float], work: float) -> dict[str, float]:
+    rates = [work / s for s in seconds]
+    return {"best": float(max(rates)), "median": float(np.median(rates)), "windows": len(rates)}
+
+
+def _ratio(a: dict, b: dict) -> dict[str, float]:
+    return {"best": a["best"] / b["best"], "median": a["median"] / b["median"]}
+
+
+def alternate(windows: dict[str, Callable[[], None]], reps: int) -> dict[str, list[float]]:
+    """Run each window `reps` times, interleaved (A B B A ...), so load changes hit all alike."""
+    times: dict[str, list[float]] = {k: [] for k in windows}
+    names = list(windows)
+    for r in range(reps):
+        for name in names if r % 2 == 0 else names[::-1]:
+            t = time.perf_counter()
+            windows[name]()
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def compile_timed(fn, *args) -> tuple[Any, float]:
+    """Ahead-of-time lower + compile; returns the executable and the seconds it took."""
+    t = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    return compiled, time.perf_counter() - t
+
+
+def _unalias(tree):
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+
+
+# Initial values do not matter for speed; XLA's cheapest backend setting compiles the (random-op
+# heavy) initialisation ~5x faster than the default or than eager op-by-op dispatch.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+
+
+_INITS: dict[tuple, Callable] = {}  # one jitted initialiser per problem, so repeated calls reuse the executable
+
+
+def init_offline_states(keys: jax.Array, dims: Dims, config) -> Any:
+    """Offline states for keys of any leading shape (seeds, or tasks x seeds)."""
+    key = ("offline", dims, id(config))
+    if key not in _INITS:
+        _INITS[key] = jax.jit(jax.vmap(lambda k: init_offline_state(k, dims, config)), compiler_options=FAST_COMPILE)
+    lead = keys.shape[:-1]
+    states = _INITS[key](keys.reshape(-1, keys.shape[-1]))
+    return _unalias(jax.tree.map(lambda x: x.reshape(*lead, *x.shape[1:]), states))
+
+
+def init_online_states(spec, keys: jax.Array, offline_keys: jax.Array, dims: Dims, config) -> Any:
+    """Online states as the runner builds them (warm-started from fresh offline states)."""
+    key = ("online", spec.name, dims, id(config))
+    if key not in _INITS:
+
+        def one(k, k_off):
+            return init_online_state(spec, k, dims, config, init_offline_state(k_off, dims, config))
+
+        _INITS[key] = jax.jit(jax.vmap(one), compiler_options=FAST_COMPILE)
+    return _unalias(_INITS[key](keys, offline_keys))
+
+
+def _keys(n: int, stream: int) -> jax.Array:
+    return jax.random.split(jax.random.fold_in(jax.random.PRNGKey(0), stream), n)
+
+
+# --- Problem set-up ---
+
+
+def make_config(bc: BenchConfig):
+    config = default_config()
+    config.hidden_dims = tuple(bc.hidden_dims)
+    config.batch_size = bc.batch_size
+    config.utd = 1
+    config.offline_steps = 1_000_000
+    return config
+
+
+def box_dims(obs_dim: int, act_dim: int) -> Dims:
+    return Dims(obs_dim, act_dim, (-1.0,) * act_dim, (1.0,) * act_dim)
+
+
+def synthetic_dataset(n: int, obs_dim: int, act_dim: int, seed: int = 0) -> Batch:
+    """AntMaze-like rows (rewards 0 / -1 after `minus_one`, rare terminals); values do not change speed."""
+    rng = np.random.default_rng(seed)
+    return Batch(
+        observations=jnp.asarray(rng.normal(size=(n, obs_dim)).astype(np.float32)),
+        actions=jnp.asarray(rng.uniform(-1, 1, size=(n, act_dim)).astype(np.float32)),
+        rewards=jnp.asarray(-(rng.random(n) > 0.01).astype(np.float32)),
+        next_observations=jnp.asarray(rng.normal(size=(n, obs_dim)).astype(np.float32)),
+        terminals=jnp.asarray((rng.random(n) < 0.01).astype(np.float32)),
+    )
+
+
+def _offline_update_once(config):
+    """The baseline: one IQL update (same sampling, same keys) per jitted call, no scan."""
+    hp, batch_size = hparams(config), config.batch_size
+
+    def one(state, key, dataset):
+        key, k_batch, k_update = jax.random.split(key, 3)
+        state, metrics = iql_update(state, sample_dataset(dataset, k_batch, batch_size), k_update, hp)
+        return state, key, metrics
+
+    return one
+
+
+# --- Offline ---
+
+
+def bench_offline(bc: BenchConfig, config, dataset: Batch, num_seeds: int) -> dict:
+    """Offline updates/s for `num_seeds` seeds: the runner's scanned chunk vs one call per update."""
+    dims = box_dims(bc.obs_dim, bc.act_dim)
+    k = max(2, round(bc.updates / num_seeds))
+
+    def fresh():
+        states, keys = init_offline_states(_keys(num_seeds, 1), dims, config), _keys(num_seeds, 2)
+        return (shard_seeds((states, keys)) if sharded else (states, keys))
+
+    sharded = bc.shard and can_shard(num_seeds)
+    data = replicate(dataset) if sharded else dataset
+    fused = jax.jit(jax.vmap(make_offline_chunk(config, k), in_axes=(0, 0, None)), donate_argnums=(0,))
+    once = jax.jit(jax.vmap(_offline_update_once(config), in_axes=(0, 0, None)), donate_argnums=(0,))
+    f_state, b_state = list(fresh()), list(fresh())
+    fused_c, fused_compile = compile_timed(fused, *f_state, data)
+    once_c, once_compile = compile_timed(once, *b_state, data)
+
+    def run_fused():
+        f_state[0], f_state[1], m = fused_c(f_state[0], f_state[1], data)
+        jax.block_until_ready(m)
+
+    def run_once():
+        m = None
+        for _ in range(k):
+            b_state[0], b_state[1], m = once_c(b_state[0], b_state[1], data)
+        jax.block_until_ready(m)
+
+    run_fused(), run_once()  # warm-up: first-call allocations
+    times = alternate({"fused": run_fused, "baseline": run_once}, bc.reps)
+    fused_s, base_s = _stats(times["fused"], k), _stats(times["baseline"], k)
+    return {
+        "seeds": num_seeds,
+        "sharded": sharded,
+        "updates_per_window": k,
+        "fused_per_seed": fused_s,
+        "fused_total": {key: v * num_seeds for key, v in fused_s.items() if key != "windows"},
+        "baseline_per_seed": base_s,
+        "baseline_total": {key: v * num_seeds for key, v in base_s.items() if key != "windows"},
+        "ratio_to_baseline": _ratio(fused_s, base_s),
+        "compile_s": {"fused_chunk": fused_compile, "baseline_update": once_compile},
+    }
+
+
+# --- Online ---
+
+
+def _make_env(num_envs: int, env_id: str):
+    import gymnasium as gym
+
+    if "Maze" in env_id:
+        import gymnasium_robotics
+
+        gym.register_envs(gymnasium_robotics)
+    fns = [lambda: gym.make(env_id) for _ in range(num_envs)]
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+class _RecordedEnv:
+    """Replays recorded `env.step` outputs: the online loop with the env step itself excluded."""
+
+    def __init__(self, env, num_envs: int, act_dim: int, steps: int = 64):
+        rng = np.random.default_rng(0)
+        self.records = [env.step(rng.uniform(-1, 1, (num_envs, act_dim)).astype(np.float32)) for _ in range(steps)]
+        self.i = 0
+
+    def step(self, actions):
+        del actions
+        self.i = (self.i + 1) % len(self.records)
+        return self.records[self.i]
+
+
+class _OnlineLoop:
+    """The runner's per-env-step host code (`train.online_phase`), with per-phase timers."""
+
+    PHASES = ("env_step", "host_prep", "insert_call", "obs_to_device", "step_call", "device_get")
+
+    def __init__(self, env, obs, actions, reward_transform: str):
+        self.env, self.obs, self.actions, self.reward_transform = env, obs, actions, reward_transform
+        self.phase_s = dict.fromkeys(self.PHASES, 0.0)
+        self.steps = 0
+
+    def transition(self):
+        from pex_jax.data import flatten_observation, transform_rewards
+        from pex_jax.rollout import final_observations
+
+        t0 = time.perf_counter()
+        next_obs_raw, reward, terminated, truncated, info = self.env.step(self.actions)
+        t1 = time.perf_counter()
+        next_obs = flatten_observation(next_obs_raw)
+        done = terminated | truncated
+        transition = Batch(
+            observations=self.obs,
+            actions=np.asarray(self.actions, np.float32),
+            rewards=np.asarray(transform_rewards(reward, self.reward_transform), np.float32),
+            next_observations=final_observations(next_obs, info, done),
+            terminals=np.asarray(terminated, np.float32),
+        )
+        t2 = time.perf_counter()
+        self.phase_s["env_step"] += t1 - t0
+        self.phase_s["host_prep"] += t2 - t1
+        return transition, next_obs
+
+    def fused_step(self, insert, step, ctx):
+        """Runner order: insert (donated), one fused update-and-act call, fetch the actions."""
+        transition, next_obs = self.transition()
+        t0 = time.perf_counter()
+        ctx["buffers"] = insert(ctx["buffers"], transition)
+        t1 = time.perf_counter()
+        obs_dev = jnp.asarray(next_obs)
+        t2 = time.perf_counter()
+        ctx["states"], ctx["keys"], actions, choices, _ = step(
+            ctx["states"], ctx["buffers"].data, ctx["buffers"].size, ctx["keys"], obs_dev, ctx["dataset"]
+        )
+        t3 = time.perf_counter()
+        self.actions, _ = jax.device_get((actions, choices))
+        t4 = time.perf_counter()
+        for name, dt in zip(self.PHASES[2:], (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            self.phase_s[name] += dt
+        self.obs = next_obs
+        self.steps += 1
+
+    def unfused_step(self, insert, update, act_fn, ctx):
+        """Baseline: insert, update and act as three separate jitted calls."""
+        transition, next_obs = self.transition()
+        ctx["buffers"] = insert(ctx["buffers"], transition)
+        ctx["states"], ctx["keys"], _ = update(
+            ctx["states"], ctx["buffers"].data, ctx["buffers"].size, ctx["keys"], ctx["dataset"]
+        )
+        ctx["keys"], actions, choices = act_fn(ctx["states"], ctx["keys"], jnp.asarray(next_obs))
+        self.actions, _ = jax.device_get((actions, choices))
+        self.obs = next_obs
+
+
+def _online_update_once(spec, config):
+    """Baseline update: the same mixed batch and update as `make_online_step`, without acting."""
+    update = update_fn(spec, config)
+    batch_size, ratio = config.batch_size, spec.offline_ratio
+
+    def one(state, online, online_size, key, dataset):
+        key, k_batch, k_update = jax.random.split(key, 3)
+        state, metrics = update(state, mixed_batch(k_batch, dataset, online, online_size, batch_size, ratio), k_update)
+        return state, key, metrics
+
+    return one
+
+
+def _act_once(spec, config):
+    def one(state, key, obs):
+        key, k_act = jax.random.split(key)
+        action, choice = act(spec, state, k_act, obs, config, evaluate=False)
+        return key, action, choice
+
+    return one
+
+
+def bench_online(bc: BenchConfig, config, algo: str, num_seeds: int) -> dict:
+    """Env-steps/s per seed of the online loop at UTD 1, with the real env and with it excluded."""
+    spec = ALGORITHMS[algo]
+    real_env = _make_env(num_seeds, bc.env) if bc.env != "none" else None
+    if real_env is not None:
+        from pex_jax.data import flatten_observation
+
+        obs0, _ = real_env.reset(seed=list(range(num_seeds)))
+        obs0 = flatten_observation(obs0)
+        obs_dim = obs0.shape[-1]
+        act_dim = int(np.prod(real_env.single_action_space.shape))
+    else:
+        obs_dim, act_dim = bc.obs_dim, bc.act_dim
+        obs0 = np.zeros((num_seeds, obs_dim), np.float32)
+    dims = box_dims(obs_dim, act_dim)
+    dataset = synthetic_dataset(bc.dataset_size, obs_dim, act_dim, seed=1)
+    row_bytes = 4 * (2 * obs_dim + act_dim + 2)
+    capacity = int(max(1, min(bc.buffer_capacity, bc.buffer_bytes_limit // (row_bytes * num_seeds))))
+    sharded = bc.shard and can_shard(num_seeds)
+
+    def fresh():
+        states = init_online_states(spec, _keys(num_seeds, 3), _keys(num_seeds, 1), dims, config)
+        buffers = ReplayBuffer.create(num_seeds, obs_dim, act_dim, capacity)
+        buffers = buffers.replace(size=jnp.asarray(capacity // 2, jnp.int32), ptr=jnp.asarray(capacity // 2, jnp.int32))
+        keys = _keys(num_seeds, 4)
+        if sharded:
+            states, keys, buffers = shard_seeds((states, keys, buffers))
+        return {"states": states, "keys": keys, "buffers": buffers,
+                "dataset": replicate(dataset) if sharded else dataset}
+
+    fused_ctx, base_ctx = fresh(), fresh()
+    insert = jax.jit(ReplayBuffer.insert, donate_argnums=(0,))
+    step = jax.jit(make_online_step(spec, config, True), donate_argnums=(0,))
+    update = jax.jit(jax.vmap(_online_update_once(spec, config), in_axes=(0, 0, None, 0, None)), donate_argnums=(0,))
+    act_fn = jax.jit(jax.vmap(_act_once(spec, config)))
+    sample = Batch(obs0, np.zeros((num_seeds, act_dim), np.float32), np.zeros(num_seeds, np.float32), obs0,
+                   np.zeros(num_seeds, np.float32))
+    c = fused_ctx
+    insert_c, insert_compile = compile_timed(insert, c["buffers"], sample)
+    step_c, step_compile = compile_timed(step, c["states"], c["buffers"].data, c["buffers"].size, c["keys"],
+                                         jnp.asarray(obs0), c["dataset"])
+    c = base_ctx
+    update_c, update_compile = compile_timed(update, c["states"], c["buffers"].data, c["buffers"].size, c["keys"],
+                                             c["dataset"])
+    act_c, act_compile = compile_timed(act_fn, c["states"], c["keys"], jnp.asarray(obs0))
+
+    n = max(2, round(bc.online_steps / num_seeds))
+    actions0 = np.zeros((num_seeds, act_dim), np.float32)
+    reward_transform = "minus_one"
+    result: dict[str, Any] = {
+        "algo": algo, "seeds": num_seeds, "sharded": sharded, "utd": 1, "obs_dim": obs_dim, "act_dim": act_dim,
+        "buffer_capacity": capacity, "steps_per_window": n,
+        "compile_s": {"insert": insert_compile, "fused_step": step_compile, "baseline_update": update_compile,
+                      "baseline_act": act_compile},
+    }
+    modes = {}
+    if real_env is not None:
+        modes["env"] = real_env
+        modes["no_env"] = _RecordedEnv(real_env, num_seeds, act_dim)
+    else:
+        modes["no_env"] = _RecordedEnv(_SyntheticEnv(num_seeds, obs_dim), num_seeds, act_dim)
+    for mode, env in modes.items():
+        fused_loop = _OnlineLoop(env, obs0, actions0, reward_transform)
+        base_loop = _OnlineLoop(env, obs0, actions0, reward_transform)
+
+        def run_fused(loop=fused_loop):
+            for _ in range(n):
+                loop.fused_step(insert_c, step_c, fused_ctx)
+
+        def run_base(loop=base_loop):
+            for _ in range(n):
+                loop.unfused_step(insert_c, update_c, act_c, base_ctx)
+
+        run_fused(), run_base()  # warm-up
+        fused_loop.phase_s, fused_loop.steps = dict.fromkeys(_OnlineLoop.PHASES, 0.0), 0
+        times = alternate({"fused": run_fused, "baseline": run_base}, bc.reps)
+        fused_s, base_s = _stats(times["fused"], n), _stats(times["baseline"], n)
+        result[mode] = {
+            "env_steps_per_s_per_seed": fused_s,
+            "env_steps_per_s_total": {k: v * num_seeds for k, v in fused_s.items() if k != "windows"},
+            "baseline_env_steps_per_s_per_seed": base_s,
+            "ratio_to_baseline": _ratio(fused_s, base_s),
+            "host_ms_per_step": {k: 1e3 * v / max(fused_loop.steps, 1) for k, v in fused_loop.phase_s.items()},
+        }
+    if real_env is not None:
+        real_env.close()
+    return result
+
+
+class _SyntheticEnv:
+    """Stand-in when `--env none`: Box observations of the requested size."""
+
+    def __init__(self, n: int, obs_dim: int):
+        self.n, self.obs_dim, self.rng = n, obs_dim, np.random.default_rng(0)
+
+    def step(self, actions):
+        del actions
+        obs = self.rng.normal(size=(self.n, self.obs_dim)).astype(np.float32)
+        z = np.zeros(self.n, bool)
+        return obs, np.zeros(self.n), z, z, {}
+
+
+# --- Action selection ---
+
+
+def bench_act(bc: BenchConfig, config, algo: str) -> dict:
+    """Single-seed, single-observation action selections per second, host round trip included."""
+    spec = ALGORITHMS[algo]
+    dims = box_dims(bc.obs_dim, bc.act_dim)
+    states = init_online_states(spec, _keys(1, 3), _keys(1, 1), dims, config)
+    act_fn = jax.jit(jax.vmap(_act_once(spec, config)))
+    keys = _keys(1, 4)
+    obs = np.zeros((1, bc.obs_dim), np.float32)
+    compiled, compile_s = compile_timed(act_fn, states, keys, obs)
+    n = 20 if bc.quick else 500
+    box = [keys]
+
+    def run():
+        for _ in range(n):
+            box[0], a, c = compiled(states, box[0], obs)
+            jax.device_get((a, c))
+
+    run()
+    times = alternate({"act": run}, bc.reps)
+    s = _stats(times["act"], n)
+    return {"algo": algo, "act_per_s": s, "ratio_to_reference": s["best"] / REFERENCE["act_per_s"],
+            "compile_s": compile_s}
+
+
+# --- Several tasks in one call ---
+
+
+def bench_multitask(bc: BenchConfig, config, num_tasks: int, num_seeds: int) -> dict:
+    """Offline updates/s of `num_tasks` tasks x `num_seeds` seeds in one call vs one call per task."""
+    dims = box_dims(bc.obs_dim, bc.act_dim)
+    # Different lengths, as real tasks have (the quick run keeps one length: one compile fewer per task).
+    sizes = [max(bc.batch_size, int(bc.dataset_size * (1 - (0 if bc.quick else 0.1) * i))) for i in range(num_tasks)]
+    datasets = [synthetic_dataset(s, bc.obs_dim, bc.act_dim, seed=10 + i) for i, s in enumerate(sizes)]
+    stacked, rows = stack_datasets(datasets)
+    k = max(2, round(bc.updates / (num_seeds * num_tasks)))
+    keys = jnp.stack([_keys(num_seeds, 20 + i) for i in range(num_tasks)])
+    multi = jax.jit(make_multitask_offline_chunk(config, k), donate_argnums=(0,))
+    m_state = [init_offline_states(keys, dims, config), keys]
+    multi_c, multi_compile = compile_timed(multi, *m_state, stacked, rows)
+    single = jax.jit(jax.vmap(make_offline_chunk(config, k), in_axes=(0, 0, None)), donate_argnums=(0,))
+    s_states = [[init_offline_states(keys[i], dims, config), keys[i]] for i in range(num_tasks)]
+    by_rows: dict[int, Any] = {}  # one executable per dataset length, as separate runs would have
+    single_compile = 0.0
+    for i in range(num_tasks):
+        if sizes[i] not in by_rows:
+            by_rows[sizes[i]], dt = compile_timed(single, *s_states[i], datasets[i])
+            single_compile += dt
+    single_c = [by_rows[n] for n in sizes]
+
+    def run_multi():
+        m_state[0], m_state[1], m = multi_c(m_state[0], m_state[1], stacked, rows)
+        jax.block_until_ready(m)
+
+    def run_sequential():
+        m = None
+        for i in range(num_tasks):
+            s_states[i][0], s_states[i][1], m = single_c[i](s_states[i][0], s_states[i][1], datasets[i])
+        jax.block_until_ready(m)
+
+    run_multi(), run_sequential()
+    times = alternate({"multitask": run_multi, "sequential": run_sequential}, bc.reps)
+    work = k * num_seeds * num_tasks
+    multi_s, seq_s = _stats(times["multitask"], work), _stats(times["sequential"], work)
+    return {
+        "tasks": num_tasks, "seeds_per_task": num_seeds, "dataset_rows": sizes, "updates_per_window": k,
+        "multitask_updates_per_s_total": multi_s, "sequential_updates_per_s_total": seq_s,
+        "ratio_to_sequential": _ratio(multi_s, seq_s),
+        "compile_s": {"multitask": multi_compile, "sequential_all_tasks": single_compile},
+    }
+
+
+# --- Report ---
+
+
+def machine_info() -> dict:
+    dev = jax.devices()[0]
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                timeout=5, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "platform": dev.platform, "device_kind": dev.device_kind, "device_count": jax.device_count(),
+        "cpu": cpu, "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "jax": jax.__version__, "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "git_commit": commit,
+    }
+
+
+def memory_info() -> dict:
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    stats = None
+    try:
+        stats = jax.devices()[0].memory_stats()
+    except Exception:  # noqa: BLE001 - backends without memory stats raise various errors
+        stats = None
+    device = None
+    if stats:
+        device = {k: int(v) for k, v in stats.items() if k in ("peak_bytes_in_use", "bytes_in_use", "bytes_limit")}
+    return {"peak_rss_mib": rss_kib / 1024.0, "device_memory": device}
+
+
+def _f(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def _bm(d: dict) -> str:
+    return f"{_f(d['best'])} / {_f(d['median'])}"
+
+
+def to_markdown(result: dict) -> str:
+    m, ref = result["machine"], result["reference"]
+    lines = [
+        "# pex-jax benchmark",
+        "",
+        f"Device: {m['platform']} ({m['device_kind']}) x{m['device_count']}, CPU {m['cpu']}, "
+        f"{m['cpu_affinity']} usable cores; jax {m['jax']}; commit {m['git_commit'] or '?'}; "
+        f"XLA_FLAGS={m['xla_flags']!r}; load average {result['load_before']} -> {result['load_after']}.",
+        f"Shapes: obs {result['config']['obs_dim']} (online: the env's), act {result['config']['act_dim']}, "
+        f"hidden {tuple(result['config']['hidden_dims'])}, batch {result['config']['batch_size']}. "
+        "Figures are best / median over interleaved windows; ratios compare with the in-run baseline.",
+        "",
+    ]
+    if result.get("offline"):
+        lines += [
+            "## Offline IQL updates/s",
+            "",
+            "| seeds | fused per seed | fused total | per-update-call baseline per seed | ratio (best / median) "
+            f"| total / reference ({_f(ref['offline_updates_per_s_2_threads'])}, PyTorch, 1 seed, 2 threads) "
+            "| total / (seeds x 1-seed total) |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in result["offline"]:
+            rr = r["ratio_to_baseline"]
+            eff = r.get("efficiency_vs_1_seed")
+            lines.append(
+                f"| {r['seeds']}{' (sharded)' if r['sharded'] else ''} | {_bm(r['fused_per_seed'])} "
+                f"| {_bm(r['fused_total'])} | {_bm(r['baseline_per_seed'])} | {rr['best']:.2f} / {rr['median']:.2f} "
+                f"| {r['fused_total']['best'] / ref['offline_updates_per_s_2_threads']:.2f}x "
+                f"| {f'{eff:.2f}' if eff else '-'} |"
+            )
+        lines.append("")
+    if result.get("online"):
+        lines += [
+            "## Online loop, env-steps/s per seed (UTD 1)",
+            "",
+            "| algo | seeds | env | fused loop | unfused baseline | ratio (best / median) | total env-steps/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in result["online"]:
+            for mode in ("env", "no_env"):
+                if mode not in r:
+                    continue
+                x = r[mode]
+                label = f"{ENV_ID if mode == 'env' else 'excluded'}"
+                rr = x["ratio_to_baseline"]
+                lines.append(
+                    f"| {r['algo']} | {r['seeds']} | {label} | {_bm(x['env_steps_per_s_per_seed'])} "
+                    f"| {_bm(x['baseline_env_steps_per_s_per_seed'])} | {rr['best']:.2f} / {rr['median']:.2f} "
+                    f"| {_bm(x['env_steps_per_s_total'])} |"
+                )
+        lines += ["", f"Reference PyTorch PEX online: {_f(ref['online_pex_updates_per_s'])} updates/s (1 seed).", ""]
+        lines += ["### Host time per env step in the fused loop (ms, mean; device work shows up in device_get)", "",
+                  "| algo | seeds | env | " + " | ".join(_OnlineLoop.PHASES) + " |",
+                  "|---|---|---|" + "---|" * len(_OnlineLoop.PHASES)]
+        for r in result["online"]:
+            for mode in ("env", "no_env"):
+                if mode in r:
+                    h = r[mode]["host_ms_per_step"]
+                    lines.append(f"| {r['algo']} | {r['seeds']} | {mode} | "
+                                 + " | ".join(f"{h[p]:.3f}" for p in _OnlineLoop.PHASES) + " |")
+        lines.append("")
+    if result.get("act"):
+        a = result["act"]
+        lines += ["## Action selection (1 seed, 1 observation, host round trip)", "",
+                  f"{a['algo']}: {_bm(a['act_per_s'])} per s; {a['ratio_to_reference']:.2f}x the reference's "
+                  f"{_f(ref['act_per_s'])}/s.", ""]
+    if result.get("multitask"):
+        t = result["multitask"]
+        rr = t["ratio_to_sequential"]
+        lines += ["## Several tasks in one call (offline)", "",
+                  "| tasks x seeds | one call, updates/s total | one call per task | ratio (best / median) |",
+                  "|---|---|---|---|",
+                  f"| {t['tasks']} x {t['seeds_per_task']} | {_bm(t['multitask_updates_per_s_total'])} "
+                  f"| {_bm(t['sequential_updates_per_s_total'])} | {rr['best']:.2f} / {rr['median']:.2f} |", ""]
+    lines += ["## Compile times (s)", "", "| what | seconds |", "|---|---|"]
+    for name, sec in result["compile_s"].items():
+        lines.append(f"| {name} | {sec:.2f} |")
+    mem = result["memory"]
+    lines += ["", "## Memory", "", f"Peak RSS {mem['peak_rss_mib']:.0f} MiB; device memory: "
+              f"{mem['device_memory'] if mem['device_memory'] else 'not reported by this backend'}.", ""]
+    if "scaling_check" in result:
+        c = result["scaling_check"]
+        lines += ["## Seed scaling check", "",
+                  f"total({c['seeds']} seeds) = {_f(c['total'])} vs {c['required_fraction']} x {c['seeds']} x "
+                  f"single-seed {_f(c['single'])} = {_f(c['required'])}: {'PASS' if c['passed'] else 'FAIL'}", ""]
+    return "\n".join(lines)
+
+
+def _load() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict:
+    """Run every measurement not in `bc.skip`; returns the result dict (also what `main` writes)."""
+    config = make_config(bc)
+    result: dict[str, Any] = {"machine": machine_info(), "reference": REFERENCE, "load_before": _load(),
+                              "config": {**asdict(bc), "hidden_dims": list(bc.hidden_dims)}}
+    compile_s: dict[str, float] = {}
+    if "offline" not in bc.skip:
+        dataset = synthetic_dataset(bc.dataset_size, bc.obs_dim, bc.act_dim)
+        result["offline"] = []
+        for s in bc.seeds:
+            r = bench_offline(bc, config, dataset, s)
+            log(f"offline {s} seeds: {_bm(r['fused_per_seed'])} upd/s/seed, total {_bm(r['fused_total'])}, "
+                f"x{r['ratio_to_baseline']['best']:.2f} vs per-update calls")
+            result["offline"].append(r)
+            compile_s.update({f"offline {k} ({s} seeds)": v for k, v in r["compile_s"].items()})
+        single = next((r["fused_total"]["best"] for r in result["offline"] if r["seeds"] == 1), None)
+        for r in result["offline"]:
+            r["efficiency_vs_1_seed"] = r["fused_total"]["best"] / (r["seeds"] * single) if single else None
+        del dataset
+    if "online" not in bc.skip:
+        result["online"] = []
+        for algo in bc.algos:
+            for s in bc.online_seeds:
+                r = bench_online(bc, config, algo, s)
+                for mode in ("env", "no_env"):
+                    if mode in r:
+                        log(f"online {algo} {s} seeds ({mode}): {_bm(r[mode]['env_steps_per_s_per_seed'])} "
+                            f"env-steps/s/seed, x{r[mode]['ratio_to_baseline']['best']:.2f} vs unfused")
+                result["online"].append(r)
+                compile_s.update({f"online {algo} {k} ({s} seeds)": v for k, v in r["compile_s"].items()})
+    if "act" not in bc.skip:
+        result["act"] = bench_act(bc, config, bc.algos[0])
+        log(f"act {bc.algos[0]}: {_bm(result['act']['act_per_s'])} /s")
+        compile_s[f"act {bc.algos[0]}"] = result["act"]["compile_s"]
+    if "multitask" not in bc.skip and bc.tasks > 0:
+        result["multitask"] = bench_multitask(bc, config, bc.tasks, min(bc.seeds))
+        t = result["multitask"]
+        log(f"multitask {bc.tasks} tasks: {_bm(t['multitask_updates_per_s_total'])} upd/s total, "
+            f"x{t['ratio_to_sequential']['best']:.2f} vs one call per task")
+        compile_s.update({f"multitask {k}": v for k, v in t["compile_s"].items()})
+    result["compile_s"] = compile_s
+    result["memory"] = memory_info()
+    result["load_after"] = _load()
+    if bc.check_scaling > 0 and result.get("offline"):
+        check = scaling_check(result["offline"], bc.check_scaling)
+        if check is not None:
+            result["scaling_check"] = check
+    return result
+
+
+def scaling_check(offline: list[dict], fraction: float) -> dict | None:
+    """Seed scaling of the offline runs: does total(S) reach `fraction` x S x total(1) at the largest S?
+
+    The GPU acceptance test (docs/performance.md): S = 10, fraction = 0.8. None without a
+    single-seed run and a larger one to compare.
+    """
+    by_seeds = {r["seeds"]: r for r in offline}
+    if 1 not in by_seeds or len(by_seeds) < 2:
+        return None
+    s = max(by_seeds)
+    single, total = by_seeds[1]["fused_total"]["best"], by_seeds[s]["fused_total"]["best"]
+    required = fraction * s * single
+    return {"seeds": s, "single": single, "total": total, "required": required, "required_fraction": fraction,
+            "efficiency": total / (s * single), "passed": bool(total >= required)}
+
+
+def write(result: dict, out: str | Path) -> tuple[Path, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out / "bench.json", out / "bench.md"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    md_path.write_text(to_markdown(result))
+    return json_path, md_path
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse_args(argv: Sequence[str] | None) -> BenchConfig:
+    p = argparse.ArgumentParser(prog="python -m pex_jax.bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="bench_out", help="output directory for bench.json and bench.md")
+    p.add_argument("--quick", action="store_true", help="test-sized run: tiny nets, few steps")
+    p.add_argument("--seeds", type=_int_list, help="seed counts for the offline runs (default 1,4,16)")
+    p.add_argument("--online-seeds", type=_int_list, help="seed counts for the online runs (default: --seeds)")
+    p.add_argument("--algos", help="online algorithms, comma-separated (default pex,direct)")
+    p.add_argument("--env", help=f"gymnasium env id for the online loop, or 'none' (default {ENV_ID})")
+    p.add_argument("--updates", type=int, help="offline updates per timing window for one seed")
+    p.add_argument("--online-steps", type=int, help="env steps per timing window for one seed")
+    p.add_argument("--reps", type=int, help="timing windows per figure")
+    p.add_argument("--tasks", type=int, help="tasks in the multitask run (0 skips it)")
+    p.add_argument("--dataset-size", type=int, help="offline dataset rows")
+    p.add_argument("--buffer-capacity", type=int, help="online buffer rows per seed")
+    p.add_argument("--shard", action="store_true", help="split seeds over all local devices when they divide")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: offline,online,act,multitask")
+    p.add_argument("--check-scaling", type=float, default=0.0,
+                   help="exit 1 unless offline total(S) >= this x S x total(1) for the largest S (GPU check)")
+    a = p.parse_args(argv)
+    overrides: dict[str, Any] = {"out": a.out, "shard": a.shard, "check_scaling": a.check_scaling,
+                                 "skip": [s for s in a.skip.split(",") if s]}
+    unknown = set(overrides["skip"]) - {"offline", "online", "act", "multitask"}
+    if unknown:
+        p.error(f"unknown --skip parts: {', '.join(sorted(unknown))}")
+    if a.seeds:
+        overrides["seeds"] = a.seeds
+        overrides["online_seeds"] = a.seeds
+    if a.online_seeds:
+        overrides["online_seeds"] = a.online_seeds
+    if a.algos:
+        algos = [x for x in a.algos.split(",") if x]
+        bad = [x for x in algos if x not in ALGORITHMS or x == "offline"]
+        if bad:
+            p.error(f"unknown online algorithms {bad}; choose from pex, direct, buffer, scratch")
+        overrides["algos"] = algos
+    for name in ("env", "updates", "online_steps", "reps", "tasks", "dataset_size", "buffer_capacity"):
+        if getattr(a, name) is not None:
+            overrides[name] = getattr(a, name)
+    return BenchConfig.quick_config(**overrides) if a.quick else BenchConfig(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    bc = parse_args(argv)
+    result = run(bc, log=lambda s: print(s, flush=True))
+    json_path, md_path = write(result, bc.out)
+    print(f"wrote {json_path} and {md_path}")
+    check = result.get("scaling_check")
+    if check is not None and not check["passed"]:
+        print(f"seed scaling check FAILED: total {check['total']:.0f} < required {check['required']:.0f}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
