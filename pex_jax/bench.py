@@ -48,6 +48,7 @@ from pex_jax.agents import (
     init_online_state,
     make_offline_chunk,
     make_online_step,
+    over_seeds,
     update_fn,
 )
 from pex_jax.config import default_config
@@ -138,9 +139,10 @@ def _unalias(tree):
     return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
 
 
-# Initial values do not matter for speed; XLA's cheapest backend setting compiles the (random-op
-# heavy) initialisation ~5x faster than the default or than eager op-by-op dispatch.
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
+# Initial values do not matter for speed; XLA's cheapest settings compile the (random-op heavy)
+# initialisation ~10x faster than the default or than eager op-by-op dispatch. Not for timed code:
+# both options slow the compiled program down.
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitters": False}
 
 
 _INITS: dict[tuple, Callable] = {}  # one jitted initialiser per problem, so repeated calls reuse the executable
@@ -226,36 +228,58 @@ def bench_offline(bc: BenchConfig, config, dataset: Batch, num_seeds: int) -> di
 
     sharded = bc.shard and can_shard(num_seeds)
     data = replicate(dataset) if sharded else dataset
-    fused = jax.jit(jax.vmap(make_offline_chunk(config, k), in_axes=(0, 0, None)), donate_argnums=(0,))
+    chunk = make_offline_chunk(config, k)
+    # Seeds looped on a single CPU device (`over_seeds`), vmapped otherwise: what the runner should call.
+    looped = not sharded and num_seeds > 1 and jax.default_backend() == "cpu" and jax.device_count() == 1
+    fused = jax.jit(over_seeds(chunk, (0, 0, None), sequential=looped), donate_argnums=(0,))
     once = jax.jit(jax.vmap(_offline_update_once(config), in_axes=(0, 0, None)), donate_argnums=(0,))
-    f_state, b_state = list(fresh()), list(fresh())
-    fused_c, fused_compile = compile_timed(fused, *f_state, data)
-    once_c, once_compile = compile_timed(once, *b_state, data)
+    states = {"fused": list(fresh()), "baseline": list(fresh())}
+    compiled = {}
+    compiled["fused"], fused_compile = compile_timed(fused, *states["fused"], data)
+    compiled["baseline"], once_compile = compile_timed(once, *states["baseline"], data)
+    compile_s = {"fused_chunk": fused_compile, "baseline_update": once_compile}
+    if looped:  # also the plain vmap over seeds, to show what looping the seeds brings on CPU
+        states["vmap"] = list(fresh())
+        vmapped = jax.jit(jax.vmap(chunk, in_axes=(0, 0, None)), donate_argnums=(0,))
+        compiled["vmap"], compile_s["fused_chunk_vmap"] = compile_timed(vmapped, *states["vmap"], data)
 
-    def run_fused():
-        f_state[0], f_state[1], m = fused_c(f_state[0], f_state[1], data)
-        jax.block_until_ready(m)
+    def chunk_window(name):
+        def run():
+            box = states[name]
+            box[0], box[1], m = compiled[name](box[0], box[1], data)
+            jax.block_until_ready(m)
+
+        return run
 
     def run_once():
-        m = None
+        box, m = states["baseline"], None
         for _ in range(k):
-            b_state[0], b_state[1], m = once_c(b_state[0], b_state[1], data)
+            box[0], box[1], m = compiled["baseline"](box[0], box[1], data)
         jax.block_until_ready(m)
 
-    run_fused(), run_once()  # warm-up: first-call allocations
-    times = alternate({"fused": run_fused, "baseline": run_once}, bc.reps)
+    windows = {name: chunk_window(name) for name in compiled if name != "baseline"}
+    windows["baseline"] = run_once
+    for run in windows.values():
+        run()  # warm-up: first-call allocations
+    times = alternate(windows, bc.reps)
     fused_s, base_s = _stats(times["fused"], k), _stats(times["baseline"], k)
-    return {
+    result = {
         "seeds": num_seeds,
         "sharded": sharded,
+        "seeds_looped": looped,
         "updates_per_window": k,
         "fused_per_seed": fused_s,
         "fused_total": {key: v * num_seeds for key, v in fused_s.items() if key != "windows"},
         "baseline_per_seed": base_s,
         "baseline_total": {key: v * num_seeds for key, v in base_s.items() if key != "windows"},
         "ratio_to_baseline": _ratio(fused_s, base_s),
-        "compile_s": {"fused_chunk": fused_compile, "baseline_update": once_compile},
+        "compile_s": compile_s,
     }
+    if "vmap" in times:
+        vmap_s = _stats(times["vmap"], k)
+        result["fused_vmap_per_seed"] = vmap_s
+        result["looped_to_vmap"] = _ratio(fused_s, vmap_s)
+    return result
 
 
 # --- Online ---
@@ -590,6 +614,10 @@ def _f(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
+def _ratio_text(r: dict) -> str:
+    return f"{r['best']:.2f} / {r['median']:.2f}"
+
+
 def _bm(d: dict) -> str:
     return f"{_f(d['best'])} / {_f(d['median'])}"
 
@@ -613,8 +641,8 @@ def to_markdown(result: dict) -> str:
             "",
             "| seeds | fused per seed | fused total | per-update-call baseline per seed | ratio (best / median) "
             f"| total / reference ({_f(ref['offline_updates_per_s_2_threads'])}, PyTorch, 1 seed, 2 threads) "
-            "| total / (seeds x 1-seed total) |",
-            "|---|---|---|---|---|---|---|",
+            "| total / (seeds x 1-seed total) | seeds looped / vmapped |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in result["offline"]:
             rr = r["ratio_to_baseline"]
@@ -623,7 +651,8 @@ def to_markdown(result: dict) -> str:
                 f"| {r['seeds']}{' (sharded)' if r['sharded'] else ''} | {_bm(r['fused_per_seed'])} "
                 f"| {_bm(r['fused_total'])} | {_bm(r['baseline_per_seed'])} | {rr['best']:.2f} / {rr['median']:.2f} "
                 f"| {r['fused_total']['best'] / ref['offline_updates_per_s_2_threads']:.2f}x "
-                f"| {f'{eff:.2f}' if eff else '-'} |"
+                f"| {f'{eff:.2f}' if eff else '-'} "
+                f"| {_ratio_text(r['looped_to_vmap']) if 'looped_to_vmap' in r else '-'} |"
             )
         lines.append("")
     if result.get("online"):
