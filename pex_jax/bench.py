@@ -671,7 +671,8 @@ def to_markdown(result: dict) -> str:
                 label = f"{ENV_ID if mode == 'env' else 'excluded'}"
                 rr = x["ratio_to_baseline"]
                 lines.append(
-                    f"| {r['algo']} | {r['seeds']} | {label} | {_bm(x['env_steps_per_s_per_seed'])} "
+                    f"| {r['algo']} | {r['seeds']}{' (sharded)' if r['sharded'] else ''} | {label} "
+                    f"| {_bm(x['env_steps_per_s_per_seed'])} "
                     f"| {_bm(x['baseline_env_steps_per_s_per_seed'])} | {rr['best']:.2f} / {rr['median']:.2f} "
                     f"| {_bm(x['env_steps_per_s_total'])} |"
                 )
