@@ -52,9 +52,11 @@ from pex_jax.agents import (
     update_fn,
 )
 from pex_jax.config import default_config
+from pex_jax.data import flatten_observation, transform_rewards
 from pex_jax.iql import Batch, iql_update
 from pex_jax.multitask import make_multitask_offline_chunk, stack_datasets
 from pex_jax.replay import ReplayBuffer, mixed_batch, sample_dataset
+from pex_jax.rollout import final_observations
 from pex_jax.sharding import can_shard, replicate, shard_seeds
 
 # Measured by the issue author on this project's 2-core CPU (batch 256, obs 29, act 8, 2x256 MLPs).
@@ -222,12 +224,13 @@ def bench_offline(bc: BenchConfig, config, dataset: Batch, num_seeds: int) -> di
     dims = box_dims(bc.obs_dim, bc.act_dim)
     k = max(2, round(bc.updates / num_seeds))
 
-    def fresh():
-        states, keys = init_offline_states(_keys(num_seeds, 1), dims, config), _keys(num_seeds, 2)
-        return (shard_seeds((states, keys)) if sharded else (states, keys))
-
     sharded = bc.shard and can_shard(num_seeds)
     data = replicate(dataset) if sharded else dataset
+
+    def fresh():
+        states, keys = init_offline_states(_keys(num_seeds, 1), dims, config), _keys(num_seeds, 2)
+        return shard_seeds((states, keys)) if sharded else (states, keys)
+
     chunk = make_offline_chunk(config, k)
     # Seeds looped on a single CPU device (`over_seeds`), vmapped otherwise: what the runner should call.
     looped = not sharded and num_seeds > 1 and jax.default_backend() == "cpu" and jax.device_count() == 1
@@ -321,9 +324,6 @@ class _OnlineLoop:
         self.steps = 0
 
     def transition(self):
-        from pex_jax.data import flatten_observation, transform_rewards
-        from pex_jax.rollout import final_observations
-
         t0 = time.perf_counter()
         next_obs_raw, reward, terminated, truncated, info = self.env.step(self.actions)
         t1 = time.perf_counter()
@@ -399,8 +399,6 @@ def bench_online(bc: BenchConfig, config, algo: str, num_seeds: int) -> dict:
     spec = ALGORITHMS[algo]
     real_env = _make_env(num_seeds, bc.env) if bc.env != "none" else None
     if real_env is not None:
-        from pex_jax.data import flatten_observation
-
         obs0, _ = real_env.reset(seed=list(range(num_seeds)))
         obs0 = flatten_observation(obs0)
         obs_dim = obs0.shape[-1]
