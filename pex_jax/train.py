@@ -28,6 +28,7 @@ from pex_jax.agents import (
     init_online_state,
     make_offline_chunk,
     make_online_step,
+    over_seeds,
 )
 from pex_jax.config import ALGOS
 from pex_jax.data import flatten_observation, load_dataset, make_vector_env, to_device, transform_rewards
@@ -37,6 +38,7 @@ from pex_jax.iql import Batch
 from pex_jax.replay import ReplayBuffer
 from pex_jax.rollout import EvalResult, Evaluator, final_observations, seed_keys, step_success
 from pex_jax.seeds import parse_seeds
+from pex_jax.sharding import can_shard, replicate, shard_seeds
 from pex_jax.tracking import RunLogger
 
 # Independent PRNG streams per seed.
@@ -162,11 +164,13 @@ def offline_phase(config, seeds, dims, dataset: Batch, evaluator: Evaluator, log
         states = _unalias(checkpoint.restore_into(states, raw["states"]))
         keys = jnp.asarray(raw["keys"])
         done, last_eval = int(host["step"]), _from_scores(host.get("last_eval"))
+    if can_shard(len(seeds)):  # several devices: each runs its share of the seeds
+        states, keys = shard_seeds((states, keys))
     chunk_fns = {}
 
     def chunk_fn(n):
         if n not in chunk_fns:
-            fn = jax.vmap(make_offline_chunk(config, n), in_axes=(0, 0, None))
+            fn = over_seeds(make_offline_chunk(config, n), (0, 0, None))
             chunk_fns[n] = jax.jit(fn, donate_argnums=(0,))
         return chunk_fns[n]
 
@@ -278,6 +282,8 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
         stats, start = EpisodeStats(n, host["stats"]), int(host["step"])
         last_eval = _from_scores(host.get("last_eval"))
     states = _unalias(states)
+    if can_shard(n):
+        states, keys, buffer = shard_seeds((states, keys, buffer))
 
     insert = jax.jit(ReplayBuffer.insert, donate_argnums=(0,))
     step_collect = jax.jit(make_online_step(spec, config, False), donate_argnums=(0,))
@@ -390,6 +396,8 @@ def run(config: ml_collections.ConfigDict) -> dict:
     dims = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
                 tuple(float(x) for x in np.ravel(info.action_high)))
     dataset = dataset_batch(transitions, info, reward_transform, bool(config.terminal_on_success))
+    if can_shard(len(seeds)):
+        dataset = replicate(dataset)
     del transitions
 
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)

@@ -140,3 +140,28 @@ def test_goal_reaching_transitions_become_terminal_only_when_asked():
     np.testing.assert_array_equal(goal_terminals(terminals, rewards, False), [0, 0, 1, 0])
     np.testing.assert_array_equal(goal_terminals(terminals, rewards, True), [0, 1, 1, 0])
     assert goal_terminals(np.array([True, False]), np.zeros(2), False).dtype == np.float32
+
+
+@pytest.mark.slow
+def test_runner_sharded_over_two_host_devices_matches_the_single_device_run(tmp_path, tiny_minari_root):
+    """Seeds split over 2 (forced) CPU devices: same training metrics as one device, up to float rounding."""
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[2]); from pathlib import Path; import jax;"
+        "from tests.conftest import tiny_config; from pex_jax.train import run;"
+        "print('devices', jax.device_count());"
+        "run(tiny_config(Path(sys.argv[1]), algo='pex', seeds='0-1', online_steps=300))"
+    )
+    out = {}
+    for name, flags in (("one", ""), ("two", "--xla_force_host_platform_device_count=2")):
+        env = {**os.environ, "MINARI_DATASETS_PATH": str(tiny_minari_root), "WANDB_MODE": "disabled",
+               "JAX_PLATFORMS": "cpu", "XLA_FLAGS": flags}
+        proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / name), str(ROOT)], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert f"devices {1 if name == 'one' else 2}" in proc.stdout
+        out[name] = _metrics(tmp_path / name / "run")
+    assert len(out["one"]) == len(out["two"])
+    for a, b in zip(out["one"], out["two"], strict=True):
+        for k, v in a.items():
+            if k.startswith(("train/", "eval/")) and "per_s" not in k and isinstance(v, float):
+                assert b[k] == pytest.approx(v, rel=1e-3, abs=1e-4), k
