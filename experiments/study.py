@@ -32,7 +32,7 @@ COMMON = [
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", default="umaze,umaze-weak", help=f"comma list from {list(DATASETS)}")
+    p.add_argument("--tasks", default="umaze,umaze-weak,medium", help=f"comma list from {list(DATASETS)}")
     p.add_argument("--algos", default=",".join(ALGOS))
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--out", default=str(ROOT / "runs" / "study"))
