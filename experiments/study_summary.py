@@ -5,7 +5,7 @@
 Per task and algorithm (mean ± std over seeds, population std): the last offline evaluation, the first
 online evaluation (the "dip" check), the minimum over online evaluations, the final online
 evaluation, the final success rate, the offline-policy choice rate at the first and last online
-evaluations (PEX), and wall-clock time of each run (from file times).
+evaluations (PEX).
 """
 
 import json
@@ -45,15 +45,13 @@ def main(root: str) -> int:
         succ = [online[s][-1]["eval/success_rate"] for s in seeds if online[s]]
         ch0 = [online[s][0].get("eval/offline_choice_rate", np.nan) for s in seeds if online[s]]
         ch1 = [online[s][-1].get("eval/offline_choice_rate", np.nan) for s in seeds if online[s]]
-        files = list(run.rglob("*"))
-        wall = max(p.stat().st_mtime for p in files) - min(p.stat().st_mtime for p in files)
         rows.append((cfg["task"], cfg["algo"], len(seeds), _fmt([last_off.get(s, np.nan) for s in seeds]),
-                     _fmt(first), _fmt(worst), _fmt(final), _fmt(succ), _fmt(ch0), _fmt(ch1), f"{wall / 60:.0f}"))
+                     _fmt(first), _fmt(worst), _fmt(final), _fmt(succ), _fmt(ch0), _fmt(ch1)))
     print("| task | algo | seeds | last offline | first online (10k) | worst online | final online (100k) | "
-          "final success | offline pick, first → last eval | wall (min) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "final success | offline pick, first → last eval |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print("| " + " | ".join(str(x) for x in r[:8]) + f" | {r[8]} → {r[9]} | {r[10]} |")
+        print("| " + " | ".join(str(x) for x in r[:8]) + f" | {r[8]} → {r[9]} |")
     return 0
 
 
