@@ -4,6 +4,10 @@ The CLI catches `PexError` and prints only its message (no traceback), then exit
 """
 
 
+import sys
+from collections.abc import Callable
+
+
 class PexError(Exception):
     """Base class for errors caused by user input or environment, not by bugs."""
 
@@ -34,3 +38,12 @@ class CheckpointError(PexError):
 
 class DivergenceError(PexError):
     """Training produced non-finite losses or parameters."""
+
+
+def run_cli(main: Callable[[], int | None]) -> None:
+    """Console entry point: run `main`, print a PexError as one `error:` line and exit 1."""
+    try:
+        sys.exit(main())
+    except PexError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -14,7 +14,6 @@ import json
 import math
 import os
 import re
-import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from pex_jax.errors import ConfigError, PexError
+from pex_jax.errors import ConfigError, run_cli
 
 SCORE = "eval/normalized_score"
 SUCCESS = "eval/success_rate"
@@ -385,12 +384,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_main() -> None:
-    """Console entry point: one-line error message and exit 1 for user errors."""
-    try:
-        sys.exit(main())
-    except PexError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)
 
 
 if __name__ == "__main__":

@@ -45,8 +45,7 @@ def test_policy_has_tanh_bounded_mean_and_clipped_state_independent_log_std():
     policy = GaussianPolicy((16, 16), 3)
     params = policy.init(jax.random.PRNGKey(0), jnp.zeros((1, 5)))["params"]
     np.testing.assert_array_equal(params["log_std"], np.zeros(3))  # reference init: 0
-    for layer in ("Dense_0",):
-        np.testing.assert_array_equal(params[layer]["bias"], 0.0)  # xavier weights, zero bias
+    np.testing.assert_array_equal(params["Dense_0"]["bias"], 0.0)  # xavier weights, zero bias
     params["log_std"] = jnp.array([-9.0, 0.5, 7.0])
     obs = 100.0 * jax.random.normal(jax.random.PRNGKey(1), (4, 5))
     mean, log_std = policy.apply({"params": params}, obs)

@@ -16,7 +16,6 @@ import argparse
 import copy
 import importlib.metadata
 import shutil
-import sys
 import time
 import warnings
 from collections import deque
@@ -27,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from pex_jax.data.minari import dataset_dir, datasets_root
-from pex_jax.errors import ConfigError, DatasetError, PexError
+from pex_jax.errors import ConfigError, DatasetError, run_cli
 
 MAZES: dict[str, str] = {
     "umaze": "PointMaze_UMaze-v3",
@@ -396,12 +395,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_main() -> None:
-    """Console entry point: one-line error message and exit 1 for user errors."""
-    try:
-        sys.exit(main())
-    except PexError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_cli(main)
 
 
 if __name__ == "__main__":
