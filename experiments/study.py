@@ -21,6 +21,7 @@ DATASETS = {
     "umaze": dict(maze="umaze", steps=1_000_000, noise=0.5, seed=123),
     "umaze-weak": dict(maze="umaze", steps=100_000, noise=1.5, seed=321),
     "medium": dict(maze="medium", steps=1_000_000, noise=0.5, seed=123),
+    "large": dict(maze="large", steps=1_000_000, noise=0.5, seed=123),
 }
 ALGOS = ("pex", "direct", "buffer", "scratch")
 COMMON = [
@@ -32,7 +33,7 @@ COMMON = [
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", default="umaze,umaze-weak,medium", help=f"comma list from {list(DATASETS)}")
+    p.add_argument("--tasks", default="umaze,umaze-weak,medium,large", help=f"comma list from {list(DATASETS)}")
     p.add_argument("--algos", default=",".join(ALGOS))
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--out", default=str(ROOT / "runs" / "study"))

@@ -17,7 +17,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -175,6 +175,7 @@ class RunLogger:
         seeds: list[int],
         use_wandb: bool = True,
         resume: bool = False,
+        resume_keep: Callable[[dict], bool] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.seeds = [int(s) for s in seeds]
@@ -199,7 +200,10 @@ class RunLogger:
         _write_json_atomic(config_path, self.config)
 
         metrics_path = self.run_dir / METRICS_FILE
-        self._step = self._repair_metrics(metrics_path) if resume else 0
+        # W&B step = index of the log call. On resume, `resume_keep` drops the lines logged after the
+        # checkpoint; the replayed calls get their old step numbers back and, being bit-identical to
+        # what W&B already holds, are not sent again (`_wandb_floor`), so W&B has every step once.
+        self._step, self._wandb_floor = self._resume_metrics(metrics_path, resume_keep) if resume else (0, 0)
         self._fd = os.open(metrics_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
         wandb_cfg = self.config.get("wandb") or {}
@@ -215,18 +219,26 @@ class RunLogger:
                 self.wandb_mode = "disabled"
 
     # ------------------------------------------------------------------ local files
-    @staticmethod
-    def _repair_metrics(path: Path) -> int:
-        """Drop a torn last line left by a crash; return the line count (W&B step floor on resume)."""
+    def _resume_metrics(self, path: Path, keep: Callable[[dict], bool] | None) -> tuple[int, int]:
+        """Drop a torn last line left by a crash and the lines `keep` rejects (logged after the
+        checkpoint we resume from); return (log calls kept, log calls W&B has already seen)."""
         if not path.exists():
-            return 0
-        data = path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            cut = data.rfind(b"\n") + 1
-            with path.open("r+b") as f:
-                f.truncate(cut)
-            data = data[:cut]
-        return data.count(b"\n")
+            return 0, 0
+        lines = path.read_bytes().split(b"\n")[:-1]  # a torn (unterminated) last line is dropped
+        seen = len(lines) // self.n_seeds
+        if keep is not None:
+            kept = []
+            for line in lines:
+                try:
+                    if keep(json.loads(line)):
+                        kept.append(line)
+                except json.JSONDecodeError:
+                    continue
+            lines = kept
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_bytes(b"".join(line + b"\n" for line in lines))
+        tmp.replace(path)
+        return len(lines) // self.n_seeds, seen
 
     def _write_lines(self, lines: list[str]) -> None:
         """One write() per call so a crash leaves whole lines (a torn tail is repaired on resume)."""
@@ -340,7 +352,7 @@ class RunLogger:
             lines.append(json.dumps(row, allow_nan=False))
         self._write_lines(lines)
 
-        if self._runs:
+        if self._runs and self._step >= self._wandb_floor:
             prefix = "offline/" if phase == "offline" else ""
             if self.sweep:
                 row = dict(steps)

@@ -410,10 +410,10 @@ def run(config: ml_collections.ConfigDict) -> dict:
     offline_done = (resume and spec.offline_phase and not config.offline_checkpoint
                     and (own_offline / "meta.json").exists())
     if resume:
-        _truncate_metrics(run_dir, resume_state[1] if resume_state else None, offline_done)
         where = f"checkpoint {saved.name}" if saved else ("its offline checkpoint" if offline_done else "the start")
         print(f"resuming {run_dir} from {where}", flush=True)
-    logger = RunLogger(run_dir, config.to_dict(), seeds, use_wandb=bool(config.wandb.enabled), resume=resume)
+    logger = RunLogger(run_dir, config.to_dict(), seeds, use_wandb=bool(config.wandb.enabled), resume=resume,
+                       resume_keep=_logged_before(resume_state[1] if resume_state else None, offline_done))
     print(f"pex-jax: {config.task} / {config.algo}, seeds {seeds}, dataset {config.dataset_id} "
           f"({len(dataset.rewards)} transitions, obs {dims.obs_dim}, act {dims.action_dim}), "
           f"device {jax.devices()[0].platform}, run dir {run_dir}", flush=True)
@@ -465,11 +465,9 @@ def run(config: ml_collections.ConfigDict) -> dict:
     return summary
 
 
-def _truncate_metrics(run_dir: Path, host: dict | None, offline_done: bool) -> None:
-    """Drop metric lines written after the checkpoint we resume from, so no step is logged twice."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return
+def _logged_before(host: dict | None, offline_done: bool):
+    """Which metric lines survive a resume: those logged up to the checkpoint we resume from, so
+    that no step is logged twice (`RunLogger` drops the rest)."""
 
     def keep(row: dict) -> bool:
         if host is None:
@@ -478,16 +476,7 @@ def _truncate_metrics(run_dir: Path, host: dict | None, offline_done: bool) -> N
             return row.get("phase") == "offline" and row.get("offline_step", 0) <= host["step"]
         return row.get("phase") == "offline" or row.get("online_step", 0) <= host["step"]
 
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if keep(json.loads(line)):
-                kept.append(line)
-        except json.JSONDecodeError:  # a torn last line from the crash
-            continue
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    tmp.replace(path)
+    return keep
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,8 +30,12 @@ CLI_TINY = [
 ]
 
 
-def _cli(run_dir, root, *extra):
+def _cli(run_dir, root, *extra, wandb_dir=None):
     env = {**os.environ, "MINARI_DATASETS_PATH": str(root), "WANDB_MODE": "disabled", "JAX_PLATFORMS": "cpu"}
+    if wandb_dir is not None:
+        env.update(WANDB_MODE="offline", WANDB_DIR=str(wandb_dir), WANDB_SILENT="true")
+        for var in ("WANDB_SWEEP_ID", "WANDB_RUN_ID"):
+            env.pop(var, None)
     return [sys.executable, "-m", "pex_jax.train", *CLI_TINY, f"--config.run_dir={run_dir}", *extra], env
 
 
@@ -47,7 +51,9 @@ def test_sigkill_mid_online_then_resume_matches_an_uninterrupted_run(tmp_path, t
     argv, env = _cli(ref_dir, tiny_minari_root)
     subprocess.run(argv, cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
 
-    argv, env = _cli(killed_dir, tiny_minari_root)
+    wandb_dir = tmp_path / "wb"
+    wandb_dir.mkdir()
+    argv, env = _cli(killed_dir, tiny_minari_root, wandb_dir=wandb_dir)
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while time.time() < deadline and proc.poll() is None:  # wait for the second online checkpoint
@@ -59,8 +65,9 @@ def test_sigkill_mid_online_then_resume_matches_an_uninterrupted_run(tmp_path, t
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed_dir / "summary.json").exists()
+    ids = json.loads((killed_dir / "wandb_ids.json").read_text())["seeds"]
 
-    argv, env = _cli(killed_dir, tiny_minari_root, "--config.resume=auto")
+    argv, env = _cli(killed_dir, tiny_minari_root, "--config.resume=auto", wandb_dir=wandb_dir)
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming" in done.stdout
@@ -68,6 +75,9 @@ def test_sigkill_mid_online_then_resume_matches_an_uninterrupted_run(tmp_path, t
     resumed = json.loads((killed_dir / "summary.json").read_text())
     assert resumed["per_seed"] == ref["per_seed"]  # bit-equal final scores
     assert _evals(killed_dir) == _evals(ref_dir)  # every evaluation, once, with equal values
+    assert json.loads((killed_dir / "wandb_ids.json").read_text())["seeds"] == ids
+    run_ids = sorted(p.name.split("-", 3)[3] for p in (wandb_dir / "wandb").glob("offline-run-*"))
+    assert run_ids == sorted([*ids.values()] * 2)  # the resumed process continued the same W&B runs
 
 
 def test_same_config_and_seeds_give_identical_results(tmp_path, tiny_env):

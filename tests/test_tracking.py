@@ -216,6 +216,30 @@ def test_resume_continues_the_same_wandb_runs_and_appends_metrics(tmp_path, wand
     assert steps == sorted(steps) and len(set(steps)) == 3  # W&B steps keep increasing on resume
 
 
+def test_resume_after_a_crash_replays_dropped_steps_without_duplicating_them_in_wandb(tmp_path, wandb_env):
+    run_dir = tmp_path / "run"
+    first = RunLogger(run_dir, _config(), SEEDS)
+    for step in (500, 1000, 1500):  # the crash comes after 1500; the checkpoint was at 1000
+        first.log({"eval/normalized_score": np.array([1.0, 2.0, 3.0]) * step}, phase="online", offline_step=0,
+                  online_step=step)
+    first.close()
+
+    second = RunLogger(run_dir, _config(resume="auto"), SEEDS, resume=True,
+                       resume_keep=lambda row: row["online_step"] <= 1000)
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 6  # the 1500 lines are gone
+    for step in (1500, 2000):  # the replayed 1500 (W&B has it already) and a new step
+        second.log({"eval/normalized_score": np.array([1.0, 2.0, 3.0]) * step}, phase="online", offline_step=0,
+                   online_step=step)
+    second.close()
+
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["online_step"] for r in rows if r["seed"] == 0] == [500, 1000, 1500, 2000]
+    seed0 = json.loads((run_dir / "wandb_ids.json").read_text())["seeds"]["0"]
+    history = [row for p in _offline_runs(wandb_env).values() if p["run"].run_id == seed0 for row in p["history"]]
+    assert [row["online_step"] for row in history] == [500, 1000, 1500, 2000]  # each step once in W&B
+    assert [row["_step"] for row in history] == [0, 1, 2, 3]
+
+
 def test_resume_drops_a_torn_last_line(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     run_dir = tmp_path / "run"
