@@ -13,6 +13,8 @@ RUNS ?= runs
 SWEEP ?=
 OUT ?=
 ARGS ?=
+MULTITASK ?= 1
+RUN ?= runs/antmaze/$(NOW)
 
 .DEFAULT_GOAL := help
 .PHONY: help test lint data demo antmaze pointmaze bench report sweep study clean
@@ -20,10 +22,11 @@ ARGS ?=
 ANTMAZE_TASKS := umaze umaze-diverse medium-play medium-diverse large-play large-diverse
 POINTMAZE_TASKS := umaze medium large
 TRAIN := $(PY) -m pex_jax.train
+NOW := $(shell date +%Y%m%d-%H%M%S)
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline  TASK=<task>  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
+	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline  TASK=<task>  RUN=<dir>  MULTITASK=0|1  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pex-jax needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -45,10 +48,22 @@ data: $(STAMP) ## generate the local PointMaze datasets (umaze, medium, large) i
 demo: $(STAMP) ## offline -> online (offline, direct, pex) on a small local PointMaze dataset in minutes
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) experiments/demo.py $(ARGS)
 
-antmaze: $(STAMP) ## AntMaze (Minari D4RL/antmaze/*-v1): SEED=0-9 ALGO=pex TASK=<one task> ARGS=...
-	@set -e; for t in $(or $(TASK),$(ANTMAZE_TASKS)); do \
-	  echo "== antmaze $$t / $(ALGO) / seeds $(SEED)"; \
-	  $(TRAIN) --config=experiments/configs/antmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) $(ARGS); \
+antmaze: $(STAMP) ## AntMaze (Minari D4RL/antmaze/*-v1): SEED=0-9 ALGO=pex TASK=<task[,task]> RUN=<dir> ARGS=...
+	@set -e; tasks="$$(echo '$(or $(TASK),$(ANTMAZE_TASKS))' | tr , ' ')"; \
+	if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ]; then \
+	  echo "== antmaze offline pre-training, all tasks x seeds $(SEED) per device call -> $(RUN)"; \
+	  $(PY) -m pex_jax.pretrain --config=experiments/configs/antmaze.py --tasks="$$(echo $$tasks | tr ' ' ,)" \
+	    --config.seeds=$(SEED) --config.run_dir=$(RUN) $(ARGS); \
+	  if [ "$(ALGO)" = offline ]; then exit 0; fi; \
+	fi; \
+	for t in $$tasks; do \
+	  dir=$(RUN)/antmaze-$$t/$(ALGO); \
+	  if [ -f $$dir/summary.json ]; then echo "== antmaze $$t / $(ALGO): done ($$dir)"; continue; fi; \
+	  echo "== antmaze $$t / $(ALGO) / seeds $(SEED) -> $$dir"; \
+	  pre=""; if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ]; then \
+	    pre="--config.offline_checkpoint=$(RUN)/antmaze-$$t/offline"; fi; \
+	  $(TRAIN) --config=experiments/configs/antmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) \
+	    --config.run_dir=$$dir $$pre $(ARGS); \
 	done
 
 pointmaze: $(STAMP) ## PointMaze on the local datasets (generated if missing): SEED=0-2 ALGO=pex TASK=umaze

@@ -29,6 +29,7 @@ from pex_jax.data import (
     to_device,
     transform_rewards,
 )
+from pex_jax.data import minari as minari_data
 from pex_jax.data.generate import generate_pointmaze, planner_success_rate
 from pex_jax.data.observations import flat_dim
 from pex_jax.errors import (
@@ -358,11 +359,26 @@ def test_missing_remote_id_offline_suggests_minari_download(monkeypatch):
         raise ConnectionError("Max retries exceeded\nwith url: https://huggingface.co/...")
 
     monkeypatch.setattr(minari, "download_dataset", offline)
+    monkeypatch.setattr(minari_data, "_hub_unreachable", lambda: None)  # the hub answers, the download fails
     with pytest.raises(DatasetNotFoundError) as err:
         load_dataset("D4RL/antmaze/umaze-v1", download=True)
     msg = str(err.value)
     assert "minari download D4RL/antmaze/umaze-v1" in msg and "download failed" in msg and "\n" not in msg
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+@pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "unreachable_endpoint"])
+def test_no_network_fails_fast_without_attempting_the_download(monkeypatch, how):
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    if how == "HF_HUB_OFFLINE":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # .invalid never resolves (RFC 2606)
+    monkeypatch.setattr(minari, "download_dataset", lambda i: pytest.fail("must not try to download"))
+    with pytest.raises(DatasetNotFoundError, match="no local copy and no network") as err:
+        load_dataset("D4RL/antmaze/umaze-v1", download=True)
+    assert "minari download D4RL/antmaze/umaze-v1" in str(err.value)
 
 
 def test_default_download_is_off_without_huggingface_hub(monkeypatch):

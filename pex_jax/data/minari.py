@@ -14,9 +14,11 @@ import dataclasses
 import importlib.util
 import json
 import os
+import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import gymnasium as gym
 import jax
@@ -128,6 +130,24 @@ def _corrupt(dataset_id: str, path: Path, exc: BaseException | str) -> CorruptDa
     )
 
 
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub (Minari's remote) can't be reached, or None if it can.
+
+    One quick connection attempt, so that an offline machine fails in seconds instead of after
+    huggingface_hub's ~25 s of retries.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # the hub may be reachable only through the proxy; let huggingface_hub try
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as exc:
+        return f"cannot reach {host}: {exc.strerror or exc}"
+    return None
+
+
 def _open_minari(dataset_id: str, download: bool | None):
     import minari
     from minari.dataset.minari_dataset import parse_dataset_id
@@ -146,6 +166,9 @@ def _open_minari(dataset_id: str, download: bool | None):
             download = importlib.util.find_spec("huggingface_hub") is not None
         if not download:
             raise _not_found(dataset_id, "no local copy and download is off (or minari[hf] is not installed)")
+        offline = _hub_unreachable()
+        if offline:
+            raise _not_found(dataset_id, f"no local copy and no network ({offline})")
         try:
             minari.download_dataset(dataset_id)
         except Exception as exc:  # network, unknown remote id, missing huggingface_hub...

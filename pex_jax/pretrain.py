@@ -1,0 +1,256 @@
+"""Offline IQL pre-training of several tasks at once: one device call per chunk for tasks x seeds.
+
+    python -m pex_jax.pretrain --config=experiments/configs/antmaze.py --tasks=umaze,umaze-diverse \
+        --config.seeds=0-9 --config.run_dir=runs/antmaze/20261127
+
+Each task gets `<run_dir>/<task>/offline/`, the same run directory that
+`python -m pex_jax.train --config.algo=offline` writes (config.json, metrics.jsonl, summary.json,
+offline_ckpt/), so `--config.offline_checkpoint=<run_dir>/<task>/offline` starts pex or direct from
+it. `make antmaze` pre-trains the six AntMaze tasks this way, then fine-tunes each task online.
+
+Why: on an accelerator one call for tasks x seeds fills the device where one task would not; on a
+CPU it costs nothing extra (docs/performance.md). Every (task, seed) gets the batches, and so the
+parameters, of a single-task run with the same seed (`pex_jax.multitask`). Tasks go into one call
+while their stacked datasets fit in half the free device memory; the rest form further groups.
+"""
+
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from pex_jax import checkpoint
+from pex_jax.agents import ALGORITHMS, Dims
+from pex_jax.data import load_dataset
+from pex_jax.errors import ConfigError, PexError
+from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets
+from pex_jax.rollout import Evaluator, seed_keys
+from pex_jax.tracking import RunLogger
+from pex_jax.train import (
+    INIT_STREAM,
+    OFFLINE_STREAM,
+    _check_finite,
+    _from_scores,
+    _host_metrics,
+    _logged_before,
+    _scores,
+    dataset_batch,
+    format_table,
+    offline_meta,
+    validate_config,
+)
+
+# Fields that may differ between tasks sharing one call; everything else parametrises the update.
+PER_TASK_FIELDS = {"task", "dataset_id", "run_dir", "eval_episodes", "eval_parallel_envs", "reward_transform",
+                   "terminal_on_success"}
+
+
+def _update_fields(config: ml_collections.ConfigDict) -> dict:
+    return {k: v for k, v in config.to_dict().items() if k not in PER_TASK_FIELDS}
+
+
+def task_configs(config_file: str, tasks: list[str], overrides: dict) -> list[ml_collections.ConfigDict]:
+    """`get_config(task)` of the config file for every task, with the command line's overrides applied."""
+    spec = importlib.util.spec_from_file_location("pex_task_config", config_file)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot load config file {config_file!r}; pass --config=experiments/configs/<domain>.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    configs = []
+    for task in tasks:
+        try:
+            c = module.get_config(task)
+        except ValueError as e:
+            raise ConfigError(f"{e} (--tasks)") from None
+        for dotted, value in overrides.items():
+            *parents, leaf = dotted.split(".")
+            node = c
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        configs.append(c)
+    return configs
+
+
+def _device_bytes_free() -> int:
+    """Free memory on the default device: the allocator's limit on accelerators, RAM on the CPU."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def group_tasks(rows: list[int], row_bytes: int, budget: int) -> list[list[int]]:
+    """Consecutive task groups whose zero-padded stack (tasks x longest x row_bytes) fits `budget`.
+
+    A task that does not fit even alone gets a group of its own (it runs as it would alone).
+    """
+    groups: list[list[int]] = []
+    for i, n in enumerate(rows):
+        g = groups[-1] if groups else None
+        if g is not None and (len(g) + 1) * max(n, *(rows[j] for j in g)) * row_bytes <= budget:
+            g.append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bool = False,
+             memory_budget: int | None = None) -> dict[str, dict]:
+    """Pre-train every task's seeds offline, in as few device calls as memory allows.
+
+    Returns {task: summary}; each task's run directory is `<run_dir>/<task>/offline`.
+    """
+    if not configs:
+        raise ConfigError("no tasks given; pass --tasks=<task>,<task>,...")
+    names = [c.task for c in configs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"tasks repeat in --tasks: {names}")
+    seeds = [validate_config(c) for c in configs][0]
+    base = _update_fields(configs[0])
+    for c in configs[1:]:
+        diff = sorted(k for k, v in _update_fields(c).items() if base.get(k) != v)
+        if diff:
+            raise ConfigError(f"tasks {configs[0].task} and {c.task} differ in {diff}; tasks pre-trained in one "
+                              f"call must share these (run them separately with pex_jax.train)")
+    # Load (and fail on a missing dataset) before any training.
+    loaded = [load_dataset(c.dataset_id, download=bool(c.download)) for c in configs]
+    dims = None
+    for c, (transitions, info) in zip(configs, loaded, strict=True):
+        d = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
+                 tuple(float(x) for x in np.ravel(info.action_high)))
+        if dims is not None and d != dims:
+            raise ConfigError(f"{c.task} has obs/action shapes {d}, {configs[0].task} has {dims}; only tasks "
+                              f"with equal shapes can share a call")
+        dims = d
+        if c.batch_size > len(transitions):
+            raise ConfigError(f"batch_size {c.batch_size} exceeds the {len(transitions)} transitions of "
+                              f"{c.dataset_id}; lower --config.batch_size")
+    row_bytes = 4 * (2 * dims.obs_dim + dims.action_dim + 2)
+    budget = memory_budget if memory_budget is not None else _device_bytes_free() // 2
+    groups = group_tasks([len(t) for t, _ in loaded], row_bytes, budget)
+    print(f"pex-jax pretrain: {len(configs)} task(s) x seeds {seeds} in {len(groups)} call group(s) "
+          f"{[[names[i] for i in g] for g in groups]}, device {jax.devices()[0].platform}", flush=True)
+    summaries = {}
+    for g in groups:
+        group_configs = [configs[i] for i in g]
+        group_data = [loaded[i] for i in g]
+        summaries.update(_pretrain_group(group_configs, group_data, seeds, dims, run_dir, resume))
+    return summaries
+
+
+def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: bool) -> dict[str, dict]:
+    config, t_count = configs[0], len(configs)
+    group_dir = run_dir / ("_group-" + "+".join(c.task for c in configs))  # run-state checkpoints
+    dirs = [run_dir / c.task / "offline" for c in configs]
+    if resume and all((d / "summary.json").exists() for d in dirs):
+        print(f"pretrain: {[c.task for c in configs]} already done, skipping", flush=True)
+        return {c.task: json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
+    saved = checkpoint.latest_run_state(group_dir) if resume else None
+    raw, host = checkpoint.load_run_state(saved) if saved else (None, None)
+    loggers, evaluators = [], []
+    for c, d, (_, info) in zip(configs, dirs, loaded, strict=True):
+        with c.unlocked():
+            c.algo, c.run_dir = "offline", str(d)
+        loggers.append(RunLogger(d, c.to_dict(), seeds, use_wandb=bool(c.wandb.enabled),
+                                 resume=resume and (d / "config.json").exists(),
+                                 resume_keep=_logged_before(host, False)))
+        evaluators.append(Evaluator(info, seeds, int(c.eval_episodes), int(c.eval_parallel_envs), c))
+    datasets = [dataset_batch(t, info, c.reward_transform or info.default_reward_transform,
+                              bool(c.terminal_on_success)) for c, (t, info) in zip(configs, loaded, strict=True)]
+    stacked, rows = stack_datasets(datasets)
+    del datasets
+
+    def tiled(stream):
+        return jnp.broadcast_to(seed_keys(seeds, stream), (t_count, len(seeds), 2))
+
+    states = init_multitask_states(tiled(INIT_STREAM), dims, config)
+    keys, done = jnp.array(tiled(OFFLINE_STREAM)), 0
+    last = [None] * t_count
+    if raw is not None:
+        states = jax.tree.map(lambda x: jnp.array(x, copy=True), checkpoint.restore_into(states, raw["states"]))
+        keys, done = jnp.asarray(raw["keys"]), int(host["step"])
+        last = [_from_scores(s) for s in host["last_eval"]]
+        print(f"resuming pretrain {[c.task for c in configs]} from {saved.name}", flush=True)
+    total, every = int(config.offline_steps), int(config.offline_eval_every)
+    chunks = {}
+    bar = tqdm(total=total, initial=done, desc=f"offline updates ({t_count} tasks)", unit="upd",
+               disable=not config.progress, dynamic_ncols=True)
+    try:
+        while done < total:
+            next_stop = min(total, (done // every + 1) * every)
+            n = min(int(config.updates_per_call), next_stop - done)
+            if n not in chunks:
+                chunks[n] = jax.jit(make_multitask_offline_chunk(config, n), donate_argnums=(0,))
+            states, keys, metrics = chunks[n](states, keys, stacked, rows)
+            done += n
+            bar.update(n)
+            if done < next_stop:
+                continue
+            for i, c in enumerate(configs):
+                task_metrics = jax.tree.map(lambda x, i=i: x[i], metrics)
+                task_states = jax.tree.map(lambda x, i=i: x[i], states)
+                _check_finite(task_metrics, seeds, f"offline ({c.task})", done)
+                last[i] = evaluators[i](ALGORITHMS["offline"], task_states, round_index=done)
+                loggers[i].log({**_host_metrics(task_metrics, "train"), **last[i].metrics()}, phase="offline",
+                               offline_step=done, online_step=0)
+            bar.set_postfix(score=" ".join(f"{r.normalized_score.mean():.1f}" for r in last))
+            if config.checkpoint_every > 0 and done < total:
+                checkpoint.save_run_state(group_dir, "offline", done, {"states": states, "keys": keys},
+                                          {"last_eval": [_scores(r) for r in last]}, int(config.keep_checkpoints))
+        bar.close()
+        summaries = {}
+        for i, c in enumerate(configs):
+            task_states = jax.tree.map(lambda x, i=i: x[i], states)
+            checkpoint.save_offline(dirs[i] / checkpoint.OFFLINE_DIR, task_states,
+                                    offline_meta(c, seeds, dims) | {"final_eval": _scores(last[i])})
+            scores = last[i].normalized_score if last[i] is not None else np.full(len(seeds), np.nan)
+            loggers[i].summary({"final/normalized_score": scores, "offline/normalized_score": scores})
+            summaries[c.task] = json.loads((dirs[i] / "summary.json").read_text())
+            print(f"\nNormalized scores (x100) for {c.task} / offline:\n"
+                  f"{format_table([('offline (end)', seeds, scores)])}\n", flush=True)
+    finally:
+        for logger in loggers:
+            logger.close()
+        for evaluator in evaluators:
+            evaluator.close()
+    return summaries
+
+
+def main(argv: list[str] | None = None) -> int:
+    from absl import flags
+    from ml_collections import config_flags
+
+    if "tasks" not in flags.FLAGS:
+        flags.DEFINE_string("tasks", None, "comma-separated tasks of the config file, e.g. umaze,medium-play")
+    argv = sys.argv if argv is None else argv
+    try:
+        flags.FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        if flags.FLAGS.config is None or not flags.FLAGS.tasks:
+            raise ConfigError("pass --config=experiments/configs/<domain>.py and --tasks=<task>,<task>,...")
+        overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
+        run_dir = Path(overrides.pop("run_dir", "") or Path("runs") / "pretrain" / time.strftime("%Y%m%d-%H%M%S"))
+        configs = task_configs(config_flags.get_config_filename(flags.FLAGS["config"]),
+                               [t for t in flags.FLAGS.tasks.split(",") if t], overrides)
+        resume = configs[0].resume == "auto"
+        pretrain(configs, run_dir, resume=resume)
+    except PexError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Multi-task offline pre-training (`pex_jax.pretrain`): same results as one task at a time."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import serialization
+
+from pex_jax import checkpoint
+from pex_jax.errors import ConfigError
+from pex_jax.pretrain import group_tasks, pretrain, task_configs
+from pex_jax.train import run
+from tests.conftest import TINY_ID, tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY2_ID = "pex/pointmaze/tiny2-v0"
+
+
+@pytest.fixture(scope="module")
+def two_task_root(tiny_minari_root):
+    """The session's tiny dataset plus a shorter second one (2000 steps, other seed) beside it."""
+    from pex_jax.data.generate import generate_pointmaze
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(tiny_minari_root))
+        generate_pointmaze(maze="umaze", steps=2000, noise=0.5, seed=1, dataset_id=TINY2_ID, ref_episodes=2,
+                           progress=False)
+    return tiny_minari_root
+
+
+def _task(tmp_path, name, dataset_id, **kw):
+    return tiny_config(tmp_path, task=name, dataset_id=dataset_id, algo="offline", seeds="0-1", **kw)
+
+
+def _saved_leaves(run_dir) -> dict[str, np.ndarray]:
+    """Every array of an offline checkpoint, keyed by its path in the state dict."""
+    state = serialization.msgpack_restore((checkpoint.resolve_offline_path(run_dir) / "state.msgpack").read_bytes())
+    return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+
+
+def test_each_pretrained_task_equals_its_single_task_offline_run(tmp_path, two_task_root, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(two_task_root))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    configs = [_task(tmp_path, "tiny-a", TINY_ID), _task(tmp_path, "tiny-b", TINY2_ID)]
+    summaries = pretrain(configs, tmp_path / "multi", memory_budget=1 << 40)
+    assert sorted(summaries) == ["tiny-a", "tiny-b"]
+
+    for name, dataset_id in (("tiny-a", TINY_ID), ("tiny-b", TINY2_ID)):
+        alone = run(_task(tmp_path, name, dataset_id, run_dir=str(tmp_path / "alone" / name)))
+        multi_dir = tmp_path / "multi" / name / "offline"
+        assert json.loads((multi_dir / "config.json").read_text())["dataset_id"] == dataset_id
+        a, m = _saved_leaves(tmp_path / "alone" / name), _saved_leaves(multi_dir)
+        assert sorted(a) == sorted(m) and len(a) > 10
+        for k in a:  # same batches and keys; only float summation order may differ
+            np.testing.assert_allclose(m[k], a[k], rtol=1e-3, atol=1e-4, err_msg=k)
+        multi_scores = summaries[name]["per_seed"]
+        assert set(multi_scores) == {"0", "1"}
+        assert alone["final/normalized_score"] is not None
+
+    # pex fine-tunes from a pre-trained task like from any offline run directory
+    out = run(tiny_config(tmp_path, task="tiny-b", dataset_id=TINY2_ID, algo="pex", seeds="0-1",
+                          offline_checkpoint=str(tmp_path / "multi" / "tiny-b" / "offline"),
+                          run_dir=str(tmp_path / "pex")))
+    assert len(out["online/normalized_score"]) == 2
+
+
+def test_tasks_that_differ_in_update_hyperparameters_are_rejected(tmp_path):
+    configs = [_task(tmp_path, "a", TINY_ID), _task(tmp_path, "b", TINY2_ID, expectile=0.7)]
+    with pytest.raises(ConfigError, match="expectile"):
+        pretrain(configs, tmp_path / "multi")
+
+
+def test_tasks_are_grouped_while_their_padded_stack_fits_the_budget():
+    assert group_tasks([100, 100, 100], row_bytes=1, budget=300) == [[0, 1, 2]]
+    assert group_tasks([100, 100, 100], row_bytes=1, budget=200) == [[0, 1], [2]]
+    assert group_tasks([100, 300, 100], row_bytes=1, budget=350) == [[0], [1], [2]]  # padding counts
+    assert group_tasks([500], row_bytes=1, budget=10) == [[0]]  # too big alone: runs alone
+
+
+def test_task_configs_apply_command_line_overrides_to_every_task():
+    configs = task_configs(str(ROOT / "experiments/configs/antmaze.py"), ["umaze", "large-play"],
+                           {"seeds": "0-9", "hidden_dims": (64, 64), "wandb.project": "p"})
+    assert [c.dataset_id for c in configs] == ["D4RL/antmaze/umaze-v1", "D4RL/antmaze/large-play-v1"]
+    assert all(c.seeds == "0-9" and c.hidden_dims == (64, 64) and c.wandb.project == "p" for c in configs)
+    with pytest.raises(ConfigError, match="unknown AntMaze task 'nope'"):
+        task_configs(str(ROOT / "experiments/configs/antmaze.py"), ["nope"], {})
+
+
+def test_make_antmaze_without_data_fails_with_the_data_layers_error(tmp_path):
+    env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / "empty"), "WANDB_MODE": "disabled",
+           "HF_HUB_OFFLINE": "1", "JAX_PLATFORMS": "cpu"}
+    argv = [sys.executable, "-m", "pex_jax.pretrain", "--config=experiments/configs/antmaze.py",
+            "--tasks=umaze,medium-play", "--config.seeds=0-9", "--config.download=False",
+            f"--config.run_dir={tmp_path / 'runs'}"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and "D4RL/antmaze/umaze-v1" in last and str(tmp_path / "empty") in last
