@@ -101,3 +101,36 @@ def test_make_antmaze_without_data_fails_with_the_data_layers_error(tmp_path):
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and "D4RL/antmaze/umaze-v1" in last and str(tmp_path / "empty") in last
+
+
+def test_interrupted_pretraining_resumes_to_the_uninterrupted_result(tmp_path, two_task_root, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(two_task_root))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+    def configs(**kw):
+        return [_task(tmp_path, "tiny-a", TINY_ID, checkpoint_every=1, **kw),
+                _task(tmp_path, "tiny-b", TINY2_ID, checkpoint_every=1, **kw)]
+
+    pretrain(configs(), tmp_path / "ref", memory_budget=1 << 40)
+
+    real_save = checkpoint.save_run_state
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt  # the process dies right after its first checkpoint (step 100 of 200)
+
+    monkeypatch.setattr(checkpoint, "save_run_state", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(configs(), tmp_path / "killed", memory_budget=1 << 40)
+    monkeypatch.setattr(checkpoint, "save_run_state", real_save)
+    assert not (tmp_path / "killed" / "tiny-a" / "offline" / "summary.json").exists()
+
+    pretrain(configs(resume="auto"), tmp_path / "killed", resume=True, memory_budget=1 << 40)
+    for name in ("tiny-a", "tiny-b"):
+        ref, got = tmp_path / "ref" / name / "offline", tmp_path / "killed" / name / "offline"
+        a, b = _saved_leaves(ref), _saved_leaves(got)
+        assert all(np.array_equal(a[k], b[k]) for k in a)  # bit-equal
+        lines = [json.loads(x) for x in (got / "metrics.jsonl").read_text().splitlines()]
+        assert [(r["seed"], r["offline_step"]) for r in lines] == [(0, 100), (1, 100), (0, 200), (1, 200)]
+        assert json.loads((got / "summary.json").read_text())["per_seed"] == \
+            json.loads((ref / "summary.json").read_text())["per_seed"]
