@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from pex_jax.agents import Dims, init_offline_state, make_offline_chunk
+from pex_jax.agents import Dims, init_offline_state, make_offline_chunk, over_seeds
 from pex_jax.iql import Batch, IQLState
 
 
@@ -52,12 +52,15 @@ def init_multitask_states(keys: jax.Array, dims: Dims, config) -> IQLState:
     return jax.tree.map(lambda x: jnp.array(x.reshape(*lead, *x.shape[1:]), copy=True), states)
 
 
-def make_multitask_offline_chunk(config, num_updates: int):
-    """`make_offline_chunk` vmapped over seeds (shared dataset) and then tasks (own dataset).
+def make_multitask_offline_chunk(config, num_updates: int, sequential: bool | None = None):
+    """`make_offline_chunk` over seeds (shared dataset) and then tasks (own dataset).
 
     Signature: (states, keys, datasets, rows) -> (states, keys, metrics), with leading
-    (tasks, seeds) axes on states/keys/metrics and (tasks,) on datasets/rows.
+    (tasks, seeds) axes on states/keys/metrics and (tasks,) on datasets/rows. Both axes go through
+    `over_seeds`: vmapped on accelerators and several devices, looped on a single CPU, where
+    interleaving every (task, seed) op by op thrashes the caches (6 tasks x 2 seeds vmapped ran at
+    0.87x the tasks one after another; docs/performance.md).
     """
     chunk = make_offline_chunk(config, num_updates)
-    per_task = jax.vmap(chunk, in_axes=(0, 0, None, None))
-    return jax.vmap(per_task, in_axes=(0, 0, 0, 0))
+    per_task = over_seeds(chunk, (0, 0, None, None), sequential)
+    return over_seeds(per_task, (0, 0, 0, 0), sequential)
