@@ -63,6 +63,16 @@ def resolve_offline_path(path: str | Path) -> Path:
     return p
 
 
+def offline_final_scores(path: str | Path, seeds: list[int]) -> dict | None:
+    """The pre-training's last evaluation (normalized score, success rate) for `seeds`, if recorded."""
+    meta = json.loads((resolve_offline_path(path) / "meta.json").read_text())
+    final = meta.get("final_eval")
+    if not final or any(s not in meta["seeds"] for s in seeds):
+        return None
+    rows = [meta["seeds"].index(s) for s in seeds]
+    return {k: [v[i] for i in rows] for k, v in final.items()}
+
+
 def load_offline(path: str | Path, template: Any, seeds: list[int], expect: dict) -> Any:
     """Load offline states for `seeds` (a subset of the checkpoint's seeds) into `template`'s structure.
 

@@ -7,7 +7,6 @@ Python here only drives loops, environments, checkpoints and logging; every upda
 action selection is a jitted, seed-vmapped pure function from `pex_jax.agents`.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -432,8 +431,7 @@ def run(config: ml_collections.ConfigDict) -> dict:
                 template = jax.vmap(lambda k: init_offline_state(k, dims, config))(seed_keys(seeds, INIT_STREAM))
                 expect = {k: v for k, v in offline_meta(config, seeds, dims).items() if k != "seeds"}
                 offline_states = checkpoint.load_offline(source, template, seeds, expect)
-                offline_eval = _from_scores(json.loads((checkpoint.resolve_offline_path(source) / "meta.json")
-                                                       .read_text()).get("final_eval")) if offline_done else None
+                offline_eval = _from_scores(checkpoint.offline_final_scores(source, seeds))
                 print(f"loaded offline states for seeds {seeds} from {source}", flush=True)
             else:
                 offline_states, offline_eval = offline_phase(

@@ -67,6 +67,8 @@ def test_each_pretrained_task_equals_its_single_task_offline_run(tmp_path, two_t
                           offline_checkpoint=str(tmp_path / "multi" / "tiny-b" / "offline"),
                           run_dir=str(tmp_path / "pex")))
     assert len(out["online/normalized_score"]) == 2
+    pre = summaries["tiny-b"]["per_seed"]  # the final table carries the pre-training's scores along
+    assert out["offline/normalized_score"] == [pre[s]["offline/normalized_score"] for s in ("0", "1")]
 
 
 def test_tasks_that_differ_in_update_hyperparameters_are_rejected(tmp_path):
