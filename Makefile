@@ -14,7 +14,7 @@ SWEEP ?=
 OUT ?=
 ARGS ?=
 MULTITASK ?= 1
-RUN ?= runs/antmaze/$(NOW)
+RUN ?=
 
 .DEFAULT_GOAL := help
 .PHONY: help test lint data demo antmaze pointmaze bench report sweep study clean
@@ -23,6 +23,8 @@ ANTMAZE_TASKS := umaze umaze-diverse medium-play medium-diverse large-play large
 POINTMAZE_TASKS := umaze medium large
 TRAIN := $(PY) -m pex_jax.train
 NOW := $(shell date +%Y%m%d-%H%M%S)
+AM_RUN = $(or $(RUN),runs/antmaze/$(NOW))
+PM_RUN = $(or $(RUN),runs/pointmaze/$(NOW))
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,27 +53,31 @@ demo: $(STAMP) ## offline -> online (offline, direct, pex) on a small local Poin
 antmaze: $(STAMP) ## AntMaze (Minari D4RL/antmaze/*-v1): SEED=0-9 ALGO=pex TASK=<task[,task]> RUN=<dir> ARGS=...
 	@set -e; tasks="$$(echo '$(or $(TASK),$(ANTMAZE_TASKS))' | tr , ' ')"; \
 	if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ]; then \
-	  echo "== antmaze offline pre-training, all tasks x seeds $(SEED) per device call -> $(RUN)"; \
+	  echo "== antmaze offline pre-training, all tasks x seeds $(SEED) per device call -> $(AM_RUN)"; \
 	  $(PY) -m pex_jax.pretrain --config=experiments/configs/antmaze.py --tasks="$$(echo $$tasks | tr ' ' ,)" \
-	    --config.seeds=$(SEED) --config.run_dir=$(RUN) $(ARGS); \
-	  if [ "$(ALGO)" = offline ]; then exit 0; fi; \
-	fi; \
+	    --config.seeds=$(SEED) --config.run_dir=$(AM_RUN) $(ARGS); \
+	  pretrained=1; \
+	else pretrained=0; fi; \
 	for t in $$tasks; do \
-	  dir=$(RUN)/antmaze-$$t/$(ALGO); \
+	  dir=$(AM_RUN)/antmaze-$$t/$(ALGO); \
 	  if [ -f $$dir/summary.json ]; then echo "== antmaze $$t / $(ALGO): done ($$dir)"; continue; fi; \
 	  echo "== antmaze $$t / $(ALGO) / seeds $(SEED) -> $$dir"; \
-	  pre=""; if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ]; then \
-	    pre="--config.offline_checkpoint=$(RUN)/antmaze-$$t/offline"; fi; \
+	  pre=""; if [ $$pretrained = 1 ]; then pre="--config.offline_checkpoint=$(AM_RUN)/antmaze-$$t/offline"; fi; \
 	  $(TRAIN) --config=experiments/configs/antmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) \
 	    --config.run_dir=$$dir $$pre $(ARGS); \
-	done
+	done; \
+	$(PY) -m pex_jax.report --runs $(AM_RUN) --out $(AM_RUN)/report
 
-pointmaze: $(STAMP) ## PointMaze on the local datasets (generated if missing): SEED=0-2 ALGO=pex TASK=umaze
-	@set -e; for t in $(or $(TASK),$(POINTMAZE_TASKS)); do \
+pointmaze: $(STAMP) ## PointMaze on the local datasets (generated if missing): SEED=0-2 ALGO=pex TASK=<task[,task]> RUN=<dir>
+	@set -e; for t in $$(echo '$(or $(TASK),$(POINTMAZE_TASKS))' | tr , ' '); do \
 	  $(PY) -m pex_jax.data.generate --maze=$${t%%-*} --skip-existing --no-progress; \
-	  echo "== pointmaze $$t / $(ALGO) / seeds $(SEED)"; \
-	  $(TRAIN) --config=experiments/configs/pointmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) $(ARGS); \
-	done
+	  dir=$(PM_RUN)/pointmaze-$$t/$(ALGO); \
+	  if [ -f $$dir/summary.json ]; then echo "== pointmaze $$t / $(ALGO): done ($$dir)"; continue; fi; \
+	  echo "== pointmaze $$t / $(ALGO) / seeds $(SEED) -> $$dir"; \
+	  $(TRAIN) --config=experiments/configs/pointmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) \
+	    --config.run_dir=$$dir $(ARGS); \
+	done; \
+	$(PY) -m pex_jax.report --runs $(PM_RUN) --out $(PM_RUN)/report
 
 bench: $(STAMP) ## throughput benchmark -> bench_out/bench.json + bench.md (ARGS=--quick for a smoke run)
 	$(PY) -m pex_jax.bench --out bench_out $(ARGS)

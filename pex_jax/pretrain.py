@@ -121,6 +121,10 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
         if diff:
             raise ConfigError(f"tasks {configs[0].task} and {c.task} differ in {diff}; tasks pre-trained in one "
                               f"call must share these (run them separately with pex_jax.train)")
+    dirs = [run_dir / c.task / "offline" for c in configs]
+    if resume and all((d / "summary.json").exists() for d in dirs):
+        print(f"pretrain: {names} already done ({run_dir}), skipping", flush=True)
+        return {c.task: json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
     # Load (and fail on a missing dataset) before any training.
     loaded = [load_dataset(c.dataset_id, download=bool(c.download)) for c in configs]
     dims = None
