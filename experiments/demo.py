@@ -80,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         online = "–" if algo == "offline" else _fmt(s["online/normalized_score"])
         print(f"| {algo} | {_fmt(off)} | {online} |")
     print(f"\nRun dirs and report (table + PNG curves): {out} / {report}")
+    print("Reduced scale (10k online steps, 2 seeds): a pipeline check, not a result. Scores right after the "
+          "switch to online often dip; docs/results/pointmaze.md has the study at 100k steps.")
     return 0
 
 
