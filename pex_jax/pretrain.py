@@ -33,6 +33,7 @@ from pex_jax.data import load_dataset
 from pex_jax.errors import ConfigError, PexError
 from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets
 from pex_jax.rollout import Evaluator, seed_keys
+from pex_jax.sharding import can_shard, replicate, shard_seeds
 from pex_jax.tracking import RunLogger
 from pex_jax.train import (
     INIT_STREAM,
@@ -184,6 +185,9 @@ def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: b
         keys, done = jnp.asarray(raw["keys"]), int(host["step"])
         last = [_from_scores(s) for s in host["last_eval"]]
         print(f"resuming pretrain {[c.task for c in configs]} from {saved.name}", flush=True)
+    if can_shard(len(seeds)):  # several devices: each runs its share of every task's seeds
+        states, keys = shard_seeds((states, keys), axis=1)
+        stacked, rows = replicate((stacked, rows))
     total, every = int(config.offline_steps), int(config.offline_eval_every)
     chunks = {}
     bar = tqdm(total=total, initial=done, desc=f"offline updates ({t_count} tasks)", unit="upd",

@@ -37,22 +37,23 @@ def can_shard(num_seeds: int, devices: Sequence[jax.Device] | None = None) -> bo
     return n > 1 and num_seeds % n == 0
 
 
-def shard_seeds(tree, mesh: Mesh | None = None):
-    """Place every leaf with a leading (seed) axis split over the mesh; scalars are replicated.
+def shard_seeds(tree, mesh: Mesh | None = None, axis: int = 0):
+    """Place every leaf with a seed axis (`axis`: 0, or 1 behind a task axis) split over the mesh;
+    leaves without one (the buffer's scalar `size` / `ptr`) are replicated.
 
-    Raises ValueError when a leading axis does not divide by the number of devices, instead of
+    Raises ValueError when the seed axis does not divide by the number of devices, instead of
     letting XLA pad silently.
     """
     mesh = mesh if mesh is not None else seed_mesh()
-    split = NamedSharding(mesh, PartitionSpec(SEED_AXIS))
+    split = NamedSharding(mesh, PartitionSpec(*([None] * axis), SEED_AXIS))
     whole = NamedSharding(mesh, PartitionSpec())
     n = mesh.devices.size
 
     def place(x):
-        if np.ndim(x) == 0:
+        if np.ndim(x) <= axis:
             return jax.device_put(x, whole)
-        if x.shape[0] % n:
-            raise ValueError(f"seed axis of length {x.shape[0]} does not divide over {n} devices")
+        if x.shape[axis] % n:
+            raise ValueError(f"seed axis of length {x.shape[axis]} does not divide over {n} devices")
         return jax.device_put(x, split)
 
     return jax.tree.map(place, tree)

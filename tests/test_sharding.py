@@ -51,6 +51,21 @@ for _ in range(2):
 out["offline_max_diff"] = maxdiff(plain, sharded)
 out["offline_outputs_split"] = split_over_seeds(sharded) and split_over_seeds(metrics)
 
+from pex_jax.multitask import make_multitask_offline_chunk, stack_datasets
+stacked, rows = stack_datasets([dataset, synthetic_dataset(40, obs_dim, act_dim, seed=5)])
+tkeys = jnp.stack([keys, jax.random.split(jax.random.PRNGKey(1), S)])  # (tasks, seeds, 2)
+multi = jax.jit(make_multitask_offline_chunk(config, 5), donate_argnums=(0,))
+m_plain = (init_offline_states(tkeys.reshape(-1, 2), dims, config), tkeys.reshape(-1, 2))
+m_plain = jax.tree.map(lambda x: x.reshape(2, S, *x.shape[1:]), m_plain)
+m_sharded = shard_seeds(jax.tree.map(jnp.copy, m_plain), axis=1)
+m_data = replicate((stacked, rows))
+for _ in range(2):
+    m_plain = multi(*m_plain, stacked, rows)[:2]
+    *m_sharded, m_metrics = multi(*m_sharded, *m_data)
+out["multitask_max_diff"] = maxdiff(m_plain, m_sharded)
+out["multitask_split"] = all(x.sharding.spec == jax.sharding.PartitionSpec(None, SEED_AXIS)
+                             for x in jax.tree.leaves((m_sharded, m_metrics)))
+
 spec = ALGORITHMS["pex"]
 insert = jax.jit(ReplayBuffer.insert, donate_argnums=(0,))
 step = jax.jit(make_online_step(spec, config, True), donate_argnums=(0,))
@@ -108,6 +123,11 @@ def test_two_host_devices_take_an_even_seed_split_only(two_device_run):
 def test_sharded_offline_chunks_match_the_unsharded_run_and_stay_split(two_device_run):
     assert two_device_run["offline_max_diff"] < 1e-5
     assert two_device_run["offline_outputs_split"]
+
+
+def test_sharded_task_by_seed_pretraining_matches_the_unsharded_run(two_device_run):
+    assert two_device_run["multitask_max_diff"] < 1e-5
+    assert two_device_run["multitask_split"]  # tasks whole on every device, seeds split
 
 
 def test_sharded_online_steps_match_the_unsharded_run(two_device_run):
