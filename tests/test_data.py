@@ -367,14 +367,19 @@ def test_missing_remote_id_offline_suggests_minari_download(monkeypatch):
     assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
-@pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "unreachable_endpoint"])
+@pytest.mark.parametrize("how", ["HF_HUB_OFFLINE", "unreachable_hub"])
 def test_no_network_fails_fast_without_attempting_the_download(monkeypatch, how):
     for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     if how == "HF_HUB_OFFLINE":
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     else:
-        monkeypatch.setenv("HF_ENDPOINT", "https://hub.invalid")  # .invalid never resolves (RFC 2606)
+        def unreachable(address, timeout=None):
+            assert address == ("hub.example", 443)  # HF_ENDPOINT's host is the one probed
+            raise OSError(101, "Network is unreachable")
+
+        monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
+        monkeypatch.setattr(minari_data.socket, "create_connection", unreachable)
     monkeypatch.setattr(minari, "download_dataset", lambda i: pytest.fail("must not try to download"))
     with pytest.raises(DatasetNotFoundError, match="no local copy and no network") as err:
         load_dataset("D4RL/antmaze/umaze-v1", download=True)
