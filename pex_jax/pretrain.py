@@ -115,6 +115,9 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
     names = [c.task for c in configs]
     if len(set(names)) != len(names):
         raise ConfigError(f"tasks repeat in --tasks: {names}")
+    for c in configs:
+        with c.unlocked():
+            c.algo = "offline"  # what each task's run directory holds
     seeds = [validate_config(c) for c in configs][0]
     base = _update_fields(configs[0])
     for c in configs[1:]:
@@ -164,7 +167,7 @@ def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: b
     loggers, evaluators = [], []
     for c, d, (_, info) in zip(configs, dirs, loaded, strict=True):
         with c.unlocked():
-            c.algo, c.run_dir = "offline", str(d)
+            c.run_dir = str(d)
         loggers.append(RunLogger(d, c.to_dict(), seeds, use_wandb=bool(c.wandb.enabled),
                                  resume=resume and (d / "config.json").exists(),
                                  resume_keep=_logged_before(host, False)))
