@@ -55,7 +55,7 @@ antmaze: $(STAMP) ## AntMaze (Minari D4RL/antmaze/*-v1): SEED=0-9 ALGO=pex TASK=
 	if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ]; then \
 	  echo "== antmaze offline pre-training, all tasks x seeds $(SEED) per device call -> $(AM_RUN)"; \
 	  $(PY) -m pex_jax.pretrain --config=experiments/configs/antmaze.py --tasks="$$(echo $$tasks | tr ' ' ,)" \
-	    --config.seeds=$(SEED) --config.run_dir=$(AM_RUN) $(ARGS); \
+	    --config.seeds=$(SEED) --config.algo=$(ALGO) --config.run_dir=$(AM_RUN) $(ARGS); \
 	  pretrained=1; \
 	else pretrained=0; fi; \
 	for t in $$tasks; do \

@@ -115,10 +115,12 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
     names = [c.task for c in configs]
     if len(set(names)) != len(names):
         raise ConfigError(f"tasks repeat in --tasks: {names}")
+    # Validate as given first (`make antmaze` passes the algorithm that will fine-tune, so a typo fails
+    # now, not after the pre-training); each task's run directory then holds an `offline` run.
+    seeds = [validate_config(c) for c in configs][0]
     for c in configs:
         with c.unlocked():
-            c.algo = "offline"  # what each task's run directory holds
-    seeds = [validate_config(c) for c in configs][0]
+            c.algo = "offline"
     base = _update_fields(configs[0])
     for c in configs[1:]:
         diff = sorted(k for k, v in _update_fields(c).items() if base.get(k) != v)

@@ -136,3 +136,10 @@ def test_interrupted_pretraining_resumes_to_the_uninterrupted_result(tmp_path, t
         assert [(r["seed"], r["offline_step"]) for r in lines] == [(0, 100), (1, 100), (0, 200), (1, 200)]
         assert json.loads((got / "summary.json").read_text())["per_seed"] == \
             json.loads((ref / "summary.json").read_text())["per_seed"]
+
+
+def test_a_typo_in_the_fine_tuning_algorithm_fails_before_any_pre_training(tmp_path):
+    configs = [tiny_config(tmp_path, task="a", dataset_id="pex/pointmaze/absent-v0", algo="pexx")]  # no data either
+    with pytest.raises(ConfigError, match="unknown algorithm 'pexx'"):
+        pretrain(configs, tmp_path / "multi")
+    assert not (tmp_path / "multi").exists()
