@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from pex_jax import checkpoint
 from pex_jax.agents import ALGORITHMS, Dims
 from pex_jax.data import load_dataset
-from pex_jax.errors import ConfigError, PexError
+from pex_jax.errors import ConfigError
 from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets
 from pex_jax.rollout import Evaluator, seed_keys
 from pex_jax.sharding import can_shard, replicate, shard_seeds
@@ -43,6 +43,7 @@ from pex_jax.train import (
     _host_metrics,
     _logged_before,
     _scores,
+    absl_main,
     dataset_batch,
     format_table,
     offline_meta,
@@ -244,25 +245,17 @@ def main(argv: list[str] | None = None) -> int:
 
     if "tasks" not in flags.FLAGS:
         flags.DEFINE_string("tasks", None, "comma-separated tasks of the config file, e.g. umaze,medium-play")
-    argv = sys.argv if argv is None else argv
-    try:
-        flags.FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 2
-    try:
-        if flags.FLAGS.config is None or not flags.FLAGS.tasks:
+
+    def body(flag_values) -> None:
+        if flag_values.config is None or not flag_values.tasks:
             raise ConfigError("pass --config=experiments/configs/<domain>.py and --tasks=<task>,<task>,...")
-        overrides = dict(config_flags.get_override_values(flags.FLAGS["config"]))
+        overrides = dict(config_flags.get_override_values(flag_values["config"]))
         run_dir = Path(overrides.pop("run_dir", "") or Path("runs") / "pretrain" / time.strftime("%Y%m%d-%H%M%S"))
-        configs = task_configs(config_flags.get_config_filename(flags.FLAGS["config"]),
-                               [t for t in flags.FLAGS.tasks.split(",") if t], overrides)
-        resume = configs[0].resume == "auto"
-        pretrain(configs, run_dir, resume=resume)
-    except PexError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+        configs = task_configs(config_flags.get_config_filename(flag_values["config"]),
+                               [t for t in flag_values.tasks.split(",") if t], overrides)
+        pretrain(configs, run_dir, resume=configs[0].resume == "auto")
+
+    return absl_main(argv, body)
 
 
 if __name__ == "__main__":

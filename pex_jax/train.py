@@ -9,7 +9,9 @@ action selection is a jitted, seed-vmapped pure function from `pex_jax.agents`.
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -477,8 +479,9 @@ def _logged_before(host: dict | None, offline_done: bool):
     return keep
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: parse absl flags (`--config=...`, `--config.x=v`), run, print PexErrors as one line."""
+def absl_main(argv: list[str] | None, body: Callable[[Any], None]) -> int:
+    """Parse absl flags, then run `body(FLAGS)`. A flag error exits 2 and a PexError exits 1, each
+    printed as one `error:` line. Shared by the `train` and `pretrain` CLIs."""
     from absl import flags
 
     argv = sys.argv if argv is None else argv
@@ -487,15 +490,23 @@ def main(argv: list[str] | None = None) -> int:
     except flags.Error as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
-    config = flags.FLAGS.config
     try:
-        if config is None:
-            raise ConfigError("no config given; pass --config=experiments/configs/<domain>.py:<task>")
-        run(config)
+        body(flags.FLAGS)
     except PexError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: `--config=<file>:<task>` plus `--config.x=v` overrides; runs one (task, algorithm)."""
+
+    def body(flag_values) -> None:
+        if flag_values.config is None:
+            raise ConfigError("no config given; pass --config=experiments/configs/<domain>.py:<task>")
+        run(flag_values.config)
+
+    return absl_main(argv, body)
 
 
 def run_main() -> None:
