@@ -58,9 +58,7 @@ def test_each_pretrained_task_equals_its_single_task_offline_run(tmp_path, two_t
         assert sorted(a) == sorted(m) and len(a) > 10
         for k in a:  # same batches and keys; only float summation order may differ
             np.testing.assert_allclose(m[k], a[k], rtol=1e-3, atol=1e-4, err_msg=k)
-        multi_scores = summaries[name]["per_seed"]
-        assert set(multi_scores) == {"0", "1"}
-        assert alone["final/normalized_score"] is not None
+        assert set(summaries[name]["per_seed"]) == {"0", "1"} and len(alone["final/normalized_score"]) == 2
 
     # pex fine-tunes from a pre-trained task like from any offline run directory
     out = run(tiny_config(tmp_path, task="tiny-b", dataset_id=TINY2_ID, algo="pex", seeds="0-1",
