@@ -39,35 +39,18 @@ def main(argv: list[str] | None = None) -> int:
     from pex_jax.data.minari import dataset_dir
     from pex_jax.errors import PexError
     from pex_jax.report import make_report
-    from pex_jax.train import run
+    from pex_jax.train import run, validate_config
 
     t0 = time.time()
+    out = Path(args.out)
     try:
+        configs = {algo: _config(get_config("umaze"), algo, args, out) for algo in ("offline", "direct", "pex")}
+        for c in configs.values():
+            validate_config(c)  # a bad argument fails now, not after generating the dataset
         if not (dataset_dir(DEMO_ID) / "data" / "metadata.json").exists():
             print(f"demo: generating {DEMO_ID} (100k steps, noise 0.5) ...", flush=True)
             generate_pointmaze(maze="umaze", steps=100_000, noise=0.5, seed=123, dataset_id=DEMO_ID, ref_episodes=20)
-        out = Path(args.out)
-        results = {}
-        for algo in ("offline", "direct", "pex"):
-            c = get_config("umaze")
-            c.task = "pointmaze-umaze-demo"
-            c.dataset_id = DEMO_ID
-            c.algo = algo
-            c.seeds = args.seeds
-            c.hidden_dims = (128, 128)
-            c.offline_steps = args.offline_steps
-            c.offline_eval_every = max(args.offline_steps // 4, 1)
-            c.updates_per_call = min(1000, c.offline_eval_every)
-            c.online_steps = args.online_steps
-            c.learning_starts = min(1000, args.online_steps // 2)
-            c.online_eval_every = max(args.online_steps // 4, 1)
-            c.log_every = 500
-            c.eval_episodes = 10
-            c.wandb.enabled = os.environ.get("WANDB_MODE", "disabled") != "disabled"
-            c.run_dir = str(out / algo)
-            if algo != "offline":
-                c.offline_checkpoint = str(out / "offline")
-            results[algo] = run(c)
+        results = {algo: run(c) for algo, c in configs.items()}
         rows, report = make_report([str(out)], out / "report")
     except PexError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -83,6 +66,28 @@ def main(argv: list[str] | None = None) -> int:
     print("Reduced scale (10k online steps, 2 seeds): a pipeline check, not a result. Scores right after the "
           "switch to online often dip; docs/results/pointmaze.md has the study at 100k steps.")
     return 0
+
+
+def _config(c, algo: str, args, out: Path):
+    """The demo's reduced-scale settings on top of the PointMaze UMaze config."""
+    c.task = "pointmaze-umaze-demo"
+    c.dataset_id = DEMO_ID
+    c.algo = algo
+    c.seeds = args.seeds
+    c.hidden_dims = (128, 128)
+    c.offline_steps = args.offline_steps
+    c.offline_eval_every = max(args.offline_steps // 4, 1)
+    c.updates_per_call = min(1000, c.offline_eval_every)
+    c.online_steps = args.online_steps
+    c.learning_starts = min(1000, args.online_steps // 2)
+    c.online_eval_every = max(args.online_steps // 4, 1)
+    c.log_every = 500
+    c.eval_episodes = 10
+    c.wandb.enabled = os.environ.get("WANDB_MODE", "disabled") != "disabled"
+    c.run_dir = str(out / algo)
+    if algo != "offline":
+        c.offline_checkpoint = str(out / "offline")
+    return c
 
 
 def _fmt(values) -> str:

@@ -43,6 +43,7 @@ from pex_jax.train import (
     _host_metrics,
     _logged_before,
     _scores,
+    _unalias,
     absl_main,
     dataset_batch,
     format_table,
@@ -187,7 +188,7 @@ def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: b
     keys, done = jnp.array(tiled(OFFLINE_STREAM)), 0
     last = [None] * t_count
     if raw is not None:
-        states = jax.tree.map(lambda x: jnp.array(x, copy=True), checkpoint.restore_into(states, raw["states"]))
+        states = _unalias(checkpoint.restore_into(states, raw["states"]))
         keys, done = jnp.asarray(raw["keys"]), int(host["step"])
         last = [_from_scores(s) for s in host["last_eval"]]
         print(f"resuming pretrain {[c.task for c in configs]} from {saved.name}", flush=True)
