@@ -73,6 +73,9 @@ class DatasetInfo:
     total_episodes: int
     domain: str  # "maze" | "locomotion" | "other"
     default_reward_transform: str  # "minus_one" for maze, "identity" otherwise
+    source: str = "minari"  # "minari" | "d4rl": where the transitions came from
+    task_hint: str | None = None  # the env task a non-Minari file belongs to, e.g. "antmaze-umaze-v2"
+    files: tuple = ()  # ({"path", "size", "sha256"}, ...) of the data files read, for config.json
 
 
 def datasets_root() -> Path:
