@@ -13,7 +13,7 @@ def default_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     # --- Experiment ---
     c.task = "pointmaze-umaze"  # human-readable task name (report rows, W&B group)
-    c.dataset_id = "pex/pointmaze/umaze-v0"  # Minari dataset id
+    c.dataset_id = "pex/pointmaze/umaze-v0"  # Minari dataset id, or d4rl:<task id | path to a D4RL hdf5>
     c.algo = "pex"  # pex | direct | buffer | scratch | offline
     c.seeds = "0"  # "0-9", "0,3,7" or "4"; all seeds share one process (vmap axis)
     c.run_dir = ""  # default: runs/<task>/<algo>/<timestamp>
@@ -52,7 +52,8 @@ def default_config() -> ml_collections.ConfigDict:
     c.inv_temperature = 10.0  # PEX selection: softmax(inv_temperature * Q)
     c.eval_epsilon = 0.1  # PEX eval: epsilon on both a2 and w (reference); 0 = fully greedy
     # --- Evaluation ---
-    c.eval_episodes = 10
+    c.eval_episodes = 10  # headline evaluations: end of each phase and online step 0
+    c.interim_eval_episodes = 10  # every other evaluation (at most eval_episodes)
     c.eval_parallel_envs = 10  # eval envs stepped together per seed (one policy call per step)
     # --- Logging ---
     c.log_every = 1_000  # online env steps between train-metric logs

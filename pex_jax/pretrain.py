@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 
 from pex_jax import checkpoint
 from pex_jax.agents import ALGORITHMS, Dims
-from pex_jax.data import load_dataset
+from pex_jax.data.sources import load_transitions
+from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
 from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets
 from pex_jax.rollout import Evaluator, seed_keys
@@ -38,6 +39,7 @@ from pex_jax.tracking import RunLogger
 from pex_jax.train import (
     INIT_STREAM,
     OFFLINE_STREAM,
+    SCORE_NAMES,
     _check_finite,
     _from_scores,
     _host_metrics,
@@ -45,9 +47,12 @@ from pex_jax.train import (
     _scores,
     _unalias,
     absl_main,
+    announce_task,
     dataset_batch,
+    eval_episodes,
     format_table,
     offline_meta,
+    run_record,
     validate_config,
 )
 
@@ -134,7 +139,10 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
         print(f"pretrain: {names} already done ({run_dir}), skipping", flush=True)
         return {c.task: json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
     # Load (and fail on a missing dataset) before any training.
-    loaded = [load_dataset(c.dataset_id, download=bool(c.download)) for c in configs]
+    loaded = [load_transitions(c.dataset_id, download=bool(c.download), progress=bool(c.progress)) for c in configs]
+    tasks = [task_for_dataset(info) for _, info in loaded]
+    for task, (_, info) in zip(tasks, loaded, strict=True):
+        check_task(task, info)
     dims = None
     for c, (transitions, info) in zip(configs, loaded, strict=True):
         d = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
@@ -172,10 +180,12 @@ def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: b
     for c, d, (_, info) in zip(configs, dirs, loaded, strict=True):
         with c.unlocked():
             c.run_dir = str(d)
-        loggers.append(RunLogger(d, c.to_dict(), seeds, use_wandb=bool(c.wandb.enabled),
+        task = task_for_dataset(info)
+        announce_task(task, info)
+        loggers.append(RunLogger(d, run_record(c, task, info), seeds, use_wandb=bool(c.wandb.enabled),
                                  resume=resume and (d / "config.json").exists(),
                                  resume_keep=_logged_before(host, False)))
-        evaluators.append(Evaluator(info, seeds, int(c.eval_episodes), int(c.eval_parallel_envs), c))
+        evaluators.append(Evaluator(task, info, seeds, int(c.eval_episodes), int(c.eval_parallel_envs), c))
     datasets = [dataset_batch(t, info, c.reward_transform or info.default_reward_transform,
                               bool(c.terminal_on_success)) for c, (t, info) in zip(configs, loaded, strict=True)]
     stacked, rows = stack_datasets(datasets)
@@ -214,7 +224,8 @@ def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: b
                 task_metrics = jax.tree.map(lambda x, i=i: x[i], metrics)
                 task_states = jax.tree.map(lambda x, i=i: x[i], states)
                 _check_finite(task_metrics, seeds, f"offline ({c.task})", done)
-                last[i] = evaluators[i](ALGORITHMS["offline"], task_states, round_index=done)
+                last[i] = evaluators[i](ALGORITHMS["offline"], task_states, round_index=done,
+                                        episodes=eval_episodes(c, final=done == total))
                 loggers[i].log({**_host_metrics(task_metrics, "train"), **last[i].metrics()}, phase="offline",
                                offline_step=done, online_step=0)
             bar.set_postfix(score=" ".join(f"{r.normalized_score.mean():.1f}" for r in last))
@@ -230,7 +241,7 @@ def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: b
             scores = last[i].normalized_score if last[i] is not None else np.full(len(seeds), np.nan)
             loggers[i].summary({"final/normalized_score": scores, "offline/normalized_score": scores})
             summaries[c.task] = json.loads((dirs[i] / "summary.json").read_text())
-            print(f"\nNormalized scores (x100) for {c.task} / offline:\n"
+            print(f"\n{SCORE_NAMES[evaluators[i].task.score]} for {c.task} / offline:\n"
                   f"{format_table([('offline (end)', seeds, scores)])}\n", flush=True)
     finally:
         for logger in loggers:

@@ -32,12 +32,14 @@ from pex_jax.agents import (
     over_seeds,
 )
 from pex_jax.config import ALGOS
-from pex_jax.data import flatten_observation, load_dataset, make_vector_env, to_device, transform_rewards
+from pex_jax.data import flatten_observation, to_device, transform_rewards
 from pex_jax.data.minari import DatasetInfo
+from pex_jax.data.sources import load_transitions
+from pex_jax.envs.task import Task, check_task, make_vector_env, task_for_dataset
 from pex_jax.errors import ConfigError, DivergenceError, PexError
 from pex_jax.iql import Batch
 from pex_jax.replay import ReplayBuffer
-from pex_jax.rollout import EvalResult, Evaluator, final_observations, seed_keys, step_success
+from pex_jax.rollout import EvalResult, Evaluator, goal_terminals, seed_keys, stored_transition
 from pex_jax.seeds import parse_seeds
 from pex_jax.sharding import can_shard, replicate, shard_seeds
 from pex_jax.tracking import RunLogger
@@ -59,7 +61,8 @@ def validate_config(config: ml_collections.ConfigDict) -> list[int]:
     for name in ("offline_steps", "online_steps", "learning_starts", "eval_episodes", "checkpoint_every"):
         if int(config[name]) < 0:
             raise ConfigError(f"{name} must be >= 0, got {config[name]} (--config.{name})")
-    for name in ("batch_size", "utd", "updates_per_call", "offline_eval_every", "online_eval_every", "log_every",
+    for name in ("batch_size", "utd", "updates_per_call", "interim_eval_episodes", "offline_eval_every",
+                 "online_eval_every", "log_every",
                  "buffer_capacity"):
         if int(config[name]) <= 0:
             raise ConfigError(f"{name} must be > 0, got {config[name]} (--config.{name})")
@@ -89,11 +92,10 @@ def default_run_dir(config) -> Path:
 # --- Phases ---
 
 
-def goal_terminals(terminals, raw_rewards, terminal_on_success: bool):
-    """Terminal flags for learning: true terminations, plus goal-reaching (sparse reward > 0) if asked."""
-    if not terminal_on_success:
-        return np.asarray(terminals, np.float32)
-    return np.maximum(np.asarray(terminals, np.float32), (np.asarray(raw_rewards) > 0).astype(np.float32))
+def eval_episodes(config, final: bool) -> int:
+    """Episodes of one evaluation: `eval_episodes` for the headline ones (end of each phase and online
+    step 0), at most `interim_eval_episodes` for the others, so evaluation stays a small share of a run."""
+    return int(config.eval_episodes) if final else min(int(config.interim_eval_episodes), int(config.eval_episodes))
 
 
 def dataset_batch(transitions, info: DatasetInfo, reward_transform: str, terminal_on_success: bool = False) -> Batch:
@@ -185,7 +187,8 @@ def offline_phase(config, seeds, dims, dataset: Batch, evaluator: Evaluator, log
         bar.update(n)
         if done == next_stop:
             _check_finite(metrics, seeds, "offline", done)
-            result = evaluator(ALGORITHMS["offline"], states, round_index=done)
+            result = evaluator(ALGORITHMS["offline"], states, round_index=done,
+                               episodes=eval_episodes(config, final=done == total))
             logger.log({**_host_metrics(metrics, "train"), **result.metrics()}, phase="offline",
                        offline_step=done, online_step=0)
             last_eval = result
@@ -250,7 +253,7 @@ class EpisodeStats:
                 "choice_count": self.choice_count}
 
 
-def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset: Batch, offline_states,
+def online_phase(spec: AlgoSpec, config, seeds, dims, task: Task, dataset: Batch, offline_states,
                  evaluator: Evaluator, logger: RunLogger, reward_transform: str, offline_step: int, run_dir: Path,
                  offline_eval=None, resume_from: tuple[dict, dict] | None = None):
     """Online fine-tuning: per env step, one donated insert and one fused, seed-vmapped update+act call.
@@ -270,7 +273,7 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
     capacity = int(min(config.buffer_capacity, max(config.online_steps, 1)))
     buffer = ReplayBuffer.create(n, dims.obs_dim, dims.action_dim, capacity)
     keys = seed_keys(seeds, ONLINE_STREAM)
-    stats, start, last_eval = EpisodeStats(n), 0, None
+    stats, start, last_eval, step0_eval = EpisodeStats(n), 0, None, None
     if resume_from is not None:
         raw, host = resume_from
         states = checkpoint.restore_into(states, raw["states"])
@@ -282,6 +285,7 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
             size=jnp.asarray(size, jnp.int32), ptr=jnp.asarray(int(raw["buffer"]["ptr"]), jnp.int32))
         stats, start = EpisodeStats(n, host["stats"]), int(host["step"])
         last_eval = _from_scores(host.get("last_eval"))
+        step0_eval = _from_scores(host.get("step0_eval"))
     states = _unalias(states)
     if can_shard(n):
         states, keys, buffer = shard_seeds((states, keys, buffer))
@@ -290,7 +294,7 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
     step_collect = jax.jit(make_online_step(spec, config, False), donate_argnums=(0,))
     step_update = jax.jit(make_online_step(spec, config, True), donate_argnums=(0,))
     first_act = jax.jit(jax.vmap(lambda s, k, o: act(spec, s, k, o, config, evaluate=False)))
-    env = make_vector_env(info, n, eval=False, seeds=seeds)
+    env = make_vector_env(task, n, seeds=seeds)
 
     def boundary(step: int, keys):
         """Reset every env (seeded by seed and step) and pick the first actions."""
@@ -301,6 +305,10 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
         stats.new_episode()
         return obs, split[:, 0], actions, choices
 
+    if start == 0:  # the policy set (or fine-tuned policy) before any online update
+        step0_eval = evaluator(spec, states, round_index=offline_step, episodes=eval_episodes(config, final=True))
+        logger.log(step0_eval.metrics(), phase="online", offline_step=offline_step, online_step=0)
+        last_eval = step0_eval
     obs, keys, actions, choices = boundary(start, keys)
     metrics = None
     total = int(config.online_steps)
@@ -308,17 +316,10 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
                disable=not config.progress, dynamic_ncols=True)
     t_start = time.time()
     for t in range(start, total):
-        next_obs_raw, reward, terminated, truncated, env_info = env.step(actions)
-        next_obs = flatten_observation(next_obs_raw)
-        done = terminated | truncated
-        transition = Batch(
-            observations=obs,
-            actions=np.asarray(actions, np.float32),
-            rewards=np.asarray(transform_rewards(reward, reward_transform), np.float32),
-            next_observations=final_observations(next_obs, env_info, done),
-            terminals=goal_terminals(terminated, reward, config.terminal_on_success),
-        )
-        stats.step(reward, step_success(env_info, done, n), done, choices)
+        step = env.step(actions)
+        transition, next_obs, done, success = stored_transition(obs, actions, step, reward_transform,
+                                                                bool(config.terminal_on_success))
+        stats.step(step[1], success, done, choices)
         step_fn = step_update if t + 1 > config.learning_starts else step_collect
         buffer = insert(buffer, transition)
         states, keys, actions, choices, new_metrics = step_fn(
@@ -339,7 +340,8 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
             logger.log(row, phase="online", offline_step=offline_step, online_step=env_steps)
             bar.update(env_steps - bar.n)
         if env_steps % config.online_eval_every == 0 or env_steps == total:
-            result = evaluator(spec, states, round_index=offline_step + env_steps)
+            result = evaluator(spec, states, round_index=offline_step + env_steps,
+                               episodes=eval_episodes(config, final=env_steps == total))
             logger.log(result.metrics(), phase="online", offline_step=offline_step, online_step=env_steps)
             last_eval = result
             bar.set_postfix(score=f"{result.normalized_score.mean():.1f}")
@@ -351,12 +353,13 @@ def online_phase(spec: AlgoSpec, config, seeds, dims, info: DatasetInfo, dataset
                 "rows": jax.tree.map(lambda x, n=size: x[:, :n], buffer.data), "size": buffer.size, "ptr": buffer.ptr}}
             checkpoint.save_run_state(run_dir, "online", env_steps, device_state,
                                       {"stats": stats.state(), "last_eval": _scores(last_eval),
-                                       "offline_eval": _scores(offline_eval)}, int(config.keep_checkpoints))
+                                       "offline_eval": _scores(offline_eval), "step0_eval": _scores(step0_eval)},
+                                      int(config.keep_checkpoints))
             obs, keys, actions, choices = boundary(env_steps, keys)
     bar.update(total - bar.n)
     bar.close()
     env.close()
-    return states, last_eval
+    return states, last_eval, step0_eval
 
 
 # --- Entry point ---
@@ -370,6 +373,26 @@ def offline_meta(config, seeds, dims) -> dict:
         "action_dim": dims.action_dim,
         "hidden_dims": list(config.hidden_dims),
     }
+
+
+SCORE_NAMES = {"success": "D4RL-scale score (100 x success rate)", "return": "Normalized scores (x100)"}
+
+
+def run_record(config, task: Task, info) -> dict:
+    """config.json: the flags, plus the task the run trains and evaluates on and the data files read."""
+    return config.to_dict() | {"env_task": task.describe(), "data_source": info.source,
+                               "data_files": [dict(f) for f in info.files]}
+
+
+def announce_task(task: Task, info) -> None:
+    """Print the task, the score scale and any correction applied to the dataset's envs (one line each)."""
+    extra = f", success within {task.success_radius} ends the episode" if task.success_radius else ""
+    print(f"task: {task.name} ({task.kind}, {task.env_id}, {task.max_episode_steps} steps{extra}); "
+          f"score: {SCORE_NAMES[task.score]}; trained and evaluated on this same task", flush=True)
+    for note in task.notes:
+        print(f"note: {note}", flush=True)
+    for f in info.files:
+        print(f"data file: {f['path']} ({f['size']} bytes, sha256 {f['sha256']})", flush=True)
 
 
 def format_table(rows: list[tuple[str, list[int], np.ndarray]]) -> str:
@@ -387,7 +410,10 @@ def run(config: ml_collections.ConfigDict) -> dict:
     spec = ALGORITHMS[config.algo]
     if config.offline_checkpoint:
         checkpoint.resolve_offline_path(config.offline_checkpoint)  # fail before loading data
-    transitions, info = load_dataset(config.dataset_id, download=bool(config.download))
+    transitions, info = load_transitions(config.dataset_id, download=bool(config.download),
+                                         progress=bool(config.progress))
+    task = task_for_dataset(info)
+    check_task(task, info)
     if config.batch_size > len(transitions):
         raise ConfigError(
             f"batch_size {config.batch_size} exceeds the dataset's {len(transitions)} transitions; "
@@ -413,12 +439,15 @@ def run(config: ml_collections.ConfigDict) -> dict:
     if resume:
         where = f"checkpoint {saved.name}" if saved else ("its offline checkpoint" if offline_done else "the start")
         print(f"resuming {run_dir} from {where}", flush=True)
-    logger = RunLogger(run_dir, config.to_dict(), seeds, use_wandb=bool(config.wandb.enabled), resume=resume,
+    logger = RunLogger(run_dir, run_record(config, task, info), seeds, use_wandb=bool(config.wandb.enabled),
+                       resume=resume,
                        resume_keep=_logged_before(resume_state[1] if resume_state else None, offline_done))
     print(f"pex-jax: {config.task} / {config.algo}, seeds {seeds}, dataset {config.dataset_id} "
           f"({len(dataset.rewards)} transitions, obs {dims.obs_dim}, act {dims.action_dim}), "
           f"device {jax.devices()[0].platform}, run dir {run_dir}", flush=True)
-    evaluator = Evaluator(info, seeds, int(config.eval_episodes), int(config.eval_parallel_envs), config)
+    announce_task(task, info)
+    evaluator = Evaluator(task, info, seeds, int(config.eval_episodes), int(config.eval_parallel_envs), config)
+    t_run = time.perf_counter()
     table = []
     summary: dict = {"task": config.task, "algo": config.algo, "seeds": seeds, "dataset_id": config.dataset_id}
     phase = resume_state[1]["phase"] if resume_state else None
@@ -445,23 +474,32 @@ def run(config: ml_collections.ConfigDict) -> dict:
                 table.append(("offline (end)", seeds, offline_eval.normalized_score))
                 summary["offline/normalized_score"] = offline_eval.normalized_score.tolist()
         if spec.name != "offline":
-            _, online_eval = online_phase(
-                spec, config, seeds, dims, info, dataset, offline_states, evaluator, logger, reward_transform,
+            _, online_eval, step0_eval = online_phase(
+                spec, config, seeds, dims, task, dataset, offline_states, evaluator, logger, reward_transform,
                 offline_step, run_dir, offline_eval=offline_eval,
                 resume_from=resume_state if phase == "online" else None)
             table.append((f"online {spec.name} (end)", seeds, online_eval.normalized_score))
             summary["online/normalized_score"] = online_eval.normalized_score.tolist()
             summary["online/success_rate"] = online_eval.success_rate.tolist()
+            if step0_eval is not None:
+                summary["online_step0/normalized_score"] = step0_eval.normalized_score.tolist()
         final = table[-1][2]
         summary["final/normalized_score"] = final.tolist()
         summary["final/normalized_score_mean"] = float(final.mean())
         summary["final/normalized_score_std"] = float(final.std())
+        summary["score"] = SCORE_NAMES[task.score]
+        summary["data_source"] = info.source
+        wall = time.perf_counter() - t_run
+        summary["timing"] = {"wall_s": round(wall, 2), "eval_s": round(evaluator.total_seconds, 2),
+                             "eval_share": round(evaluator.total_seconds / max(wall, 1e-9), 4),
+                             "eval_env_steps": evaluator.total_env_steps}
         logger.summary({"final/normalized_score": final,
                         **({"offline/normalized_score": offline_eval.normalized_score} if offline_eval else {})})
     finally:
         logger.close()
         evaluator.close()
-    print(f"\nNormalized scores (x100) for {config.task} / {config.algo}:\n{format_table(table)}\n", flush=True)
+    print(f"\n{SCORE_NAMES[task.score]} for {config.task} / {config.algo}:\n{format_table(table)}\n"
+          f"evaluation took {summary['timing']['eval_share']:.0%} of the run's wall clock\n", flush=True)
     return summary
 
 

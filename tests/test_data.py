@@ -23,8 +23,6 @@ from pex_jax.data import (
     check_spaces,
     flatten_observation,
     load_dataset,
-    make_env,
-    make_vector_env,
     normalized_score,
     to_device,
     transform_rewards,
@@ -32,6 +30,7 @@ from pex_jax.data import (
 from pex_jax.data import minari as minari_data
 from pex_jax.data.generate import generate_pointmaze, planner_success_rate
 from pex_jax.data.observations import flat_dim
+from pex_jax.envs.task import make_env, make_vector_env, task_for_dataset
 from pex_jax.errors import (
     ConfigError,
     CorruptDatasetError,
@@ -225,7 +224,7 @@ def test_generated_pointmaze_round_trip_splits_episodes_at_success(umaze):
 
 def test_dataset_layout_matches_live_env_flattening(umaze):
     root, tr, info = umaze
-    env = make_env(info, eval=False)
+    env = gym.make(info.env_spec)  # the collection env, as the generator built it
     obs, _ = env.reset(seed=7)  # the generator resets once with its seed
     np.testing.assert_array_equal(flatten_observation(obs), tr.observations[0])
     for t in range(5):
@@ -281,25 +280,27 @@ def test_noiseless_planner_reaches_goal_within_eval_limit(maze):
 # --- envs -------------------------------------------------------------------------------------------
 
 
-def test_eval_and_train_envs_come_from_their_specs(umaze):
+def test_training_and_evaluation_share_one_fixed_cell_task_that_ends_at_the_goal(umaze):
     _, _, info = umaze
-    eval_env = make_env(info, eval=True, seed=0)
-    assert eval_env.unwrapped.reset_target is False and eval_env.spec.max_episode_steps == 300
-    train_env = make_env(info, eval=False)
-    assert train_env.unwrapped.reset_target is True
+    task = task_for_dataset(info)
+    assert task.kind == "goal_maze" and task.score == "success"
+    assert task.describe()["reset_cell"] == (3, 1) and task.describe()["goal_cell"] == (1, 1)
+    env = make_env(task, seed=0)
+    assert env.unwrapped.reset_target is False and env.spec.max_episode_steps == 300
 
 
-def test_train_env_replaces_million_step_time_limit_with_eval_limit(umaze):
+def test_task_time_limit_is_the_eval_limit_not_the_million_step_collection_episode(umaze):
     _, _, info = umaze
     one_episode = dataclasses.replace(info, env_spec=dataclasses.replace(info.env_spec, max_episode_steps=1_000_000))
-    assert make_env(one_episode, eval=False).spec.max_episode_steps == 300
-    assert make_env(one_episode, eval=False, max_episode_steps=50).spec.max_episode_steps == 50
+    task = task_for_dataset(one_episode)
+    assert make_env(task).spec.max_episode_steps == 300
+    assert make_env(task, max_episode_steps=50).spec.max_episode_steps == 50
 
 
 def test_vector_env_same_step_autoreset_exposes_final_obs():
     make_toy_dataset("toy/pendulum/vec-v0")
     _, info = load_dataset("toy/pendulum/vec-v0")
-    vec = make_vector_env(info, 2, eval=True, seeds=[0, 1], max_episode_steps=3)
+    vec = make_vector_env(task_for_dataset(info), 2, seeds=[0, 1], max_episode_steps=3)
     obs, _ = vec.reset(seed=[0, 1])
     assert flatten_observation(obs).shape == (2, 3)
     for _ in range(3):
@@ -308,14 +309,14 @@ def test_vector_env_same_step_autoreset_exposes_final_obs():
     assert step_info["final_obs"].shape == (2,) and step_info["final_obs"][0].shape == (3,)
     assert not np.allclose(np.stack(step_info["final_obs"]), obs)  # obs already holds the reset state
     with pytest.raises(ConfigError, match="one seed per env"):
-        make_vector_env(info, 2, eval=True, seeds=[0])
+        make_vector_env(task_for_dataset(info), 2, seeds=[0])
 
 
 def test_vector_env_dict_obs_flatten_like_single_env(umaze):
     _, _, info = umaze
-    vec = make_vector_env(info, 2, eval=True, seeds=[5, 6])
+    vec = make_vector_env(task_for_dataset(info), 2, seeds=[5, 6])
     obs, _ = vec.reset(seed=[5, 6])
-    single = make_env(info, eval=True)
+    single = make_env(task_for_dataset(info))
     first, _ = single.reset(seed=5)
     np.testing.assert_array_equal(flatten_observation(obs)[0], flatten_observation(first))
 

@@ -100,7 +100,7 @@ def test_online_algorithms_run_end_to_end(algo, offline_run, tiny_env, tmp_path)
     summary = run(tiny_config(tmp_path, algo=algo, seeds="0-1", **extra))
     rows = _metrics(tmp_path / "run")
     evals = [r for r in rows if r["phase"] == "online" and "eval/normalized_score" in r]
-    assert sorted({r["online_step"] for r in evals}) == [150, 300]
+    assert sorted({r["online_step"] for r in evals}) == [0, 150, 300]  # step 0: before any online update
     train = [r for r in rows if "train/critic_loss" in r]
     assert train and all(np.isfinite(r["train/critic_loss"]) for r in train)
     assert ("train/offline_choice_rate" in train[-1]) == (algo == "pex")
@@ -164,4 +164,6 @@ def test_runner_sharded_over_two_host_devices_matches_the_single_device_run(tmp_
     for a, b in zip(out["one"], out["two"], strict=True):
         for k, v in a.items():
             if k.startswith(("train/", "eval/")) and "per_s" not in k and isinstance(v, float):
-                assert b[k] == pytest.approx(v, rel=1e-3, abs=1e-4), k
+                # A sampled policy-set choice can flip when two Q-values differ by a rounding error.
+                tol = 0.02 if "choice_rate" in k else 1e-4
+                assert b[k] == pytest.approx(v, rel=1e-3, abs=tol), k

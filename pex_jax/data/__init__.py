@@ -1,6 +1,6 @@
-"""Dataset layer: Minari datasets -> flat transitions, env construction, scores, PointMaze generation."""
+"""Dataset layer: Minari and D4RL datasets -> flat transitions, space checks, scores, PointMaze generation."""
 
-from pex_jax.data.envs import check_spaces, make_env, make_vector_env
+from pex_jax.data.envs import check_spaces
 from pex_jax.data.minari import DatasetInfo, Transitions, load_dataset, to_device
 from pex_jax.data.observations import flatten_observation
 from pex_jax.data.rewards import transform_rewards
@@ -12,8 +12,6 @@ __all__ = [
     "check_spaces",
     "flatten_observation",
     "load_dataset",
-    "make_env",
-    "make_vector_env",
     "normalized_score",
     "to_device",
     "transform_rewards",

@@ -1,0 +1,22 @@
+"""One entry point for every data source a run can name in `--config.dataset_id`.
+
+- `d4rl:<task id>` or `d4rl:<path to a D4RL AntMaze v2 hdf5>`: the original D4RL files
+  (`pex_jax.data.d4rl`), paired with the D4RL AntMaze env.
+- anything else: a Minari dataset id (`D4RL/antmaze/umaze-v1`, `pex/pointmaze/umaze-v0`, ...).
+"""
+
+from __future__ import annotations
+
+from pex_jax.data.d4rl import is_d4rl_id
+from pex_jax.data.minari import DatasetInfo, Transitions, load_dataset
+
+
+def load_transitions(dataset_id: str, download: bool | None = None, progress: bool = True
+                     ) -> tuple[Transitions, DatasetInfo]:
+    """Flat transitions and their `DatasetInfo`, from whichever source `dataset_id` names."""
+    if is_d4rl_id(dataset_id):
+        from pex_jax.data.d4rl import load_d4rl_antmaze
+
+        return load_d4rl_antmaze(dataset_id, download=bool(download) if download is not None else True,
+                                 progress=progress)
+    return load_dataset(dataset_id, download=download)
