@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 SEED ?= 0
 ALGO ?= pex
 TASK ?=
+SOURCE ?= d4rl
 RUNS ?= runs
 SWEEP ?=
 OUT ?=
@@ -28,7 +29,7 @@ PM_RUN = $(or $(RUN),runs/pointmaze/$(NOW))
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline  TASK=<task>  RUN=<dir>  MULTITASK=0|1  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
+	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline  TASK=<task>  SOURCE=d4rl|minari|local  RUN=<dir>  MULTITASK=0|1  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
 
 $(STAMP): requirements.txt setup.cfg pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pex-jax needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
@@ -50,8 +51,11 @@ data: $(STAMP) ## generate the local PointMaze datasets (umaze, medium, large) i
 demo: $(STAMP) ## offline -> online (offline, direct, pex) on a small local PointMaze dataset in minutes
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) experiments/demo.py $(ARGS)
 
-antmaze: $(STAMP) ## AntMaze (Minari D4RL/antmaze/*-v1): SEED=0-9 ALGO=pex TASK=<task[,task]> RUN=<dir> ARGS=...
-	@set -e; tasks="$$(echo '$(or $(TASK),$(ANTMAZE_TASKS))' | tr , ' ')"; \
+antmaze: $(STAMP) ## AntMaze: SEED=0-9 ALGO=pex TASK=<task[,task]> SOURCE=d4rl|minari|local RUN=<dir> ARGS=...
+	@set -e; case "$(SOURCE)" in d4rl) sfx=-d4rl;; minari) sfx=;; local) sfx=-local;; \
+	  *) echo "error: SOURCE=$(SOURCE) is not a data source; use SOURCE=d4rl (original D4RL files, the default), SOURCE=minari (Minari D4RL/antmaze/*-v1) or SOURCE=local (generated here)" >&2; exit 2;; esac; \
+	tasks=""; for t in $$(echo '$(or $(TASK),$(ANTMAZE_TASKS))' | tr , ' '); do \
+	  case "$$t" in *-d4rl|*-local) tasks="$$tasks $$t";; *) tasks="$$tasks $$t$$sfx";; esac; done; \
 	if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ]; then \
 	  echo "== antmaze offline pre-training, all tasks x seeds $(SEED) per device call -> $(AM_RUN)"; \
 	  $(PY) -m pex_jax.pretrain --config=experiments/configs/antmaze.py --tasks="$$(echo $$tasks | tr ' ' ,)" \

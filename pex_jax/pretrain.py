@@ -239,7 +239,10 @@ def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: b
             checkpoint.save_offline(dirs[i] / checkpoint.OFFLINE_DIR, task_states,
                                     offline_meta(c, seeds, dims) | {"final_eval": _scores(last[i])})
             scores = last[i].normalized_score if last[i] is not None else np.full(len(seeds), np.nan)
-            loggers[i].summary({"final/normalized_score": scores, "offline/normalized_score": scores})
+            loggers[i].summary({"final/normalized_score": scores, "offline/normalized_score": scores},
+                               {"score": SCORE_NAMES[evaluators[i].task.score], "data_source": loaded[i][1].source,
+                                "timing": {"eval_s": round(evaluators[i].total_seconds, 2),
+                                           "eval_env_steps": evaluators[i].total_env_steps}})
             summaries[c.task] = json.loads((dirs[i] / "summary.json").read_text())
             print(f"\n{SCORE_NAMES[evaluators[i].task.score]} for {c.task} / offline:\n"
                   f"{format_table([('offline (end)', seeds, scores)])}\n", flush=True)

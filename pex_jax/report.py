@@ -28,6 +28,7 @@ SUCCESS = "eval/success_rate"
 REGRET = "train/regret"
 ALGO_ORDER = ("pex", "direct", "buffer", "scratch", "offline")
 DASH = "–"
+SCALES = {"success": "100×success", "return": "norm. return"}
 
 
 @dataclass
@@ -46,6 +47,18 @@ class Run:
     @property
     def algo(self) -> str:
         return str(self.config.get("algo", "?"))
+
+    @property
+    def source(self) -> str:
+        """Where the data came from: d4rl (original files), minari, or local (generated here)."""
+        src = str(self.config.get("data_source", "minari"))
+        return "local" if src == "minari" and str(self.config.get("dataset_id", "")).startswith("pex/") else src
+
+    @property
+    def scale(self) -> str:
+        """The headline score's scale: `100×success` (maze tasks, D4RL) or `norm. return`."""
+        task = self.config.get("env_task") or {}
+        return SCALES.get(task.get("score", "return"), "norm. return")
 
 
 @dataclass
@@ -80,6 +93,9 @@ class Row:
     online_score: Cell | None
     success: Cell | None
     regret: Cell | None
+    step0_score: Cell | None = None  # the online policy (set) before any online update
+    source: str = "?"
+    scale: str = "?"
 
 
 # ---------------------------------------------------------------------------- loading
@@ -202,7 +218,15 @@ def _last(curves: dict[str, tuple[np.ndarray, np.ndarray]], key: str) -> float |
     return None if s is None else float(s[1][-1])
 
 
-def summarize(groups: dict[tuple[str, str], dict[int, SeedCurves]]) -> list[Row]:
+def _at_zero(curves: dict[str, tuple[np.ndarray, np.ndarray]], key: str) -> float | None:
+    s = curves.get(key)
+    if s is None or not len(s[0]) or s[0][0] != 0:
+        return None
+    return float(s[1][0])
+
+
+def summarize(groups: dict[tuple[str, str], dict[int, SeedCurves]],
+              meta: dict[tuple[str, str], tuple[str, str]] | None = None) -> list[Row]:
     """One table row per (task, algo): end-of-offline and end-of-online scores over seeds.
 
     Success rate is taken at the run's final evaluation (online if there was an online phase).
@@ -211,8 +235,10 @@ def summarize(groups: dict[tuple[str, str], dict[int, SeedCurves]]) -> list[Row]
     """
     rows = []
     for (task, algo), seeds in groups.items():
-        off, on, succ, reg = [], [], [], []
+        off, on, succ, reg, zero = [], [], [], [], []
         for c in seeds.values():
+            if (v := _at_zero(c.online, SCORE)) is not None:
+                zero.append(v)
             if (v := _last(c.offline, SCORE)) is not None:
                 off.append(v)
             if (v := _last(c.online, SCORE)) is not None:
@@ -222,7 +248,9 @@ def summarize(groups: dict[tuple[str, str], dict[int, SeedCurves]]) -> list[Row]
                 succ.append(v)
             if (v := _last(c.online, REGRET)) is not None:
                 reg.append(v)
-        rows.append(Row(task, algo, sorted(seeds), _cell(off), _cell(on), _cell(succ), _cell(reg)))
+        source, scale = (meta or {}).get((task, algo), ("?", "?"))
+        rows.append(Row(task, algo, sorted(seeds), _cell(off), _cell(on), _cell(succ), _cell(reg), _cell(zero),
+                        source, scale))
     return sorted(rows, key=lambda r: (r.task, _algo_rank(r.algo), r.algo))
 
 
@@ -233,13 +261,14 @@ def _algo_rank(algo: str) -> int:
 def markdown_table(rows: list[Row]) -> str:
     show_success = any(r.success for r in rows)
     show_regret = any(r.regret for r in rows)
-    header = ["task", "algo", "seeds", "score after offline", "score after online"]
+    header = ["task", "source", "score", "algo", "seeds", "score after offline", "online step 0",
+              "score after online"]
     header += ["success rate (final)"] * show_success + ["regret (end of online)"] * show_regret
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 3 + "---:|" * (len(header) - 3)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 5 + "---:|" * (len(header) - 5)]
     for r in rows:
         n = len(r.seeds)
-        cells = [r.task, r.algo, str(n)]
-        cells += [c.fmt(1, n) if c else DASH for c in (r.offline_score, r.online_score)]
+        cells = [r.task, r.source, r.scale, r.algo, str(n)]
+        cells += [c.fmt(1, n) if c else DASH for c in (r.offline_score, r.step0_score, r.online_score)]
         if show_success:
             cells.append(r.success.fmt(2, n) if r.success else DASH)
         if show_regret:
@@ -309,7 +338,7 @@ def plot_task(
             ax.legend(loc="best", fontsize=9)
         else:
             ax.text(0.5, 0.5, f"no {phase} evaluations", ha="center", va="center", transform=ax.transAxes)
-    label = "normalized score (x100)" if metric == SCORE else metric
+    label = "score (100×success or normalized return)" if metric == SCORE else metric
     axes[0].set_ylabel(f"{label}, mean ± std over seeds")
     fig.suptitle(task)
     fig.savefig(out_path, dpi=110)
@@ -328,7 +357,7 @@ def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE) -> t
     runs = [load_run(d) for d in run_dirs]
     keys = tuple(dict.fromkeys((SCORE, SUCCESS, REGRET, metric)))
     groups, notes = pool_by_seed(runs, keys)
-    rows = summarize(groups)
+    rows = summarize(groups, {(r.task, r.algo): (r.source, r.scale) for r in runs})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -346,7 +375,9 @@ def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE) -> t
     md = [
         "# pex-jax results",
         "",
-        f"{len(runs)} run dir(s); normalized score x100; "
+        f"{len(runs)} run dir(s); score: 100 x success rate for maze tasks (D4RL's AntMaze scale, the paper's), "
+        "normalized return x100 otherwise (column `score`); `source`: d4rl = original D4RL files, "
+        "minari = Minari's re-collection, local = generated here; "
         "± is the population std (ddof=0) over seeds; (n=k) marks cells with fewer seeds than the row.",
         "",
         table,

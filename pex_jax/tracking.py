@@ -372,8 +372,10 @@ class RunLogger:
                     self._wandb_log(i, row, phase)
         self._step += 1
 
-    def summary(self, values: Metrics) -> None:
-        """Final per-seed values -> summary.json (per seed, mean, population std) and W&B summaries."""
+    def summary(self, values: Metrics, info: dict[str, Any] | None = None) -> None:
+        """Final per-seed values -> summary.json (per seed, mean, population std) and W&B summaries.
+
+        `info`: run-level facts (score scale, data source, timing) stored beside them in summary.json."""
         per_seed = _per_seed(values, self.n_seeds)
         arrays = {
             k: (np.full(self.n_seeds, float(np.asarray(values[k]))) if a is None else a) for k, a in per_seed.items()
@@ -387,6 +389,7 @@ class RunLogger:
             "mean": {k: _json_number(m) for k, (m, _) in stats.items()},
             "std": {k: _json_number(s) for k, (_, s) in stats.items()},
             "std_convention": "population (ddof=0) over seeds",
+            **(info or {}),
         }
         _write_json_atomic(self.run_dir / SUMMARY_FILE, data)
         if self.sweep:

@@ -487,14 +487,18 @@ def run(config: ml_collections.ConfigDict) -> dict:
         summary["final/normalized_score"] = final.tolist()
         summary["final/normalized_score_mean"] = float(final.mean())
         summary["final/normalized_score_std"] = float(final.std())
-        summary["score"] = SCORE_NAMES[task.score]
-        summary["data_source"] = info.source
         wall = time.perf_counter() - t_run
-        summary["timing"] = {"wall_s": round(wall, 2), "eval_s": round(evaluator.total_seconds, 2),
-                             "eval_share": round(evaluator.total_seconds / max(wall, 1e-9), 4),
-                             "eval_env_steps": evaluator.total_env_steps}
-        logger.summary({"final/normalized_score": final,
-                        **({"offline/normalized_score": offline_eval.normalized_score} if offline_eval else {})})
+        info_out = {"score": SCORE_NAMES[task.score], "data_source": info.source,
+                    "timing": {"wall_s": round(wall, 2), "eval_s": round(evaluator.total_seconds, 2),
+                               "eval_share": round(evaluator.total_seconds / max(wall, 1e-9), 4),
+                               "eval_env_steps": evaluator.total_env_steps}}
+        summary.update(info_out)
+        finals = {"final/normalized_score": final}
+        if offline_eval:
+            finals["offline/normalized_score"] = offline_eval.normalized_score
+        if "online_step0/normalized_score" in summary:
+            finals["online_step0/normalized_score"] = np.asarray(summary["online_step0/normalized_score"])
+        logger.summary(finals, info_out)
     finally:
         logger.close()
         evaluator.close()

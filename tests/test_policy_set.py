@@ -109,3 +109,31 @@ def test_pex_actor_regresses_toward_policy_set_actions_not_dataset_actions(monke
     np.testing.assert_allclose(seen["adv"], q_t - v, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(metrics["actor_target_offline_rate"], 1 - np.mean(choices))
     chex.assert_trees_all_equal(new_state.offline_actor_params, state.offline_actor_params)
+
+
+def test_evaluation_epsilon_also_explores_the_policy_choice_not_only_the_new_action():
+    state, _ = _pex_state()
+    obs = jnp.array([0.2, -0.1, 0.3])
+    a1, _ = state.actor.apply_fn({"params": state.offline_actor_params}, obs)
+    # A critic that strongly prefers the offline action a1 over ANY other action (sampled or mode a2), so the
+    # argmax always picks the offline policy and only an explored choice w can pick the new one.
+    critic = state.critic.replace(
+        apply_fn=lambda variables, o, a: jnp.broadcast_to(-100.0 * jnp.linalg.norm(a - a1, axis=-1), (2, a.shape[0])))
+    state = state.replace(critic=critic)
+    inv_temperature = 1e-6  # Categorical(inv_temperature * q) is then ~uniform: an explored w is a coin flip
+    n = 4000
+    keys = jax.random.split(jax.random.PRNGKey(11), n)
+    rates = {}
+    for epsilon in (0.0, 0.1, 1.0):
+        actions, choices = jax.vmap(lambda k, e=epsilon: policy_set_action(state, k, obs, inv_temperature, e))(keys)
+        chex.assert_shape(actions, (n, 2))
+        chex.assert_shape(choices, (n,))
+        chex.assert_type(choices, int)
+        choices = np.asarray(choices)
+        np.testing.assert_allclose(np.asarray(actions)[choices == 0], np.broadcast_to(a1, (n, 2))[choices == 0])
+        rates[epsilon] = choices.mean()
+    assert rates[0.0] == 0.0  # greedy: never the new policy
+    se = np.sqrt(0.25 / n)
+    assert abs(rates[1.0] - 0.5) < 4 * se, rates  # fully explored choice: uniform
+    expected = 0.1 * 0.5  # explored with probability epsilon, then a coin flip
+    assert abs(rates[0.1] - expected) < 4 * np.sqrt(expected * (1 - expected) / n), rates

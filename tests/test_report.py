@@ -156,16 +156,17 @@ def test_reused_checkpoint_that_cannot_be_found_shows_a_dash(tmp_path):
     write_run(tmp_path / "runs" / "r", "maze-c", "pex", [0], None, {0: [5.0]}, offline_checkpoint="/nonexistent/ckpt")
     rows, path = make_report([str(tmp_path / "runs")], tmp_path / "out")
     assert rows[0].offline_score is None
-    assert "| maze-c | pex | 1 | – | 5.0 ± 0.0 |" in path.read_text()
+    assert "| maze-c | local | norm. return | pex | 1 | – | – | 5.0 ± 0.0 |" in path.read_text()
 
 
 def test_report_md_shows_formatted_cells_and_is_printed(tmp_path, runs, capsys):
     _, path = make_report([str(runs)], tmp_path / "out")
     text = path.read_text()
-    assert "| maze-a | pex | 3 | 50.0 ± 8.2 | 82.0 ± 10.7 | 0.67 ± 0.47 | 0.40 ± 0.08 |" in text
-    assert "| maze-a | scratch | 3 | – | 20.0 ± 8.2 | – | – |" in text
+    row = "| maze-a | local | norm. return | pex | 3 | 50.0 ± 8.2 | – | 82.0 ± 10.7 | 0.67 ± 0.47 | 0.40 ± 0.08 |"
+    assert row in text
+    assert "| maze-a | local | norm. return | scratch | 3 | – | – | 20.0 ± 8.2 | – | – |" in text
     assert "population std" in text
-    assert "| maze-a | pex | 3 | 50.0 ± 8.2 |" in capsys.readouterr().out
+    assert "| maze-a | local | norm. return | pex | 3 | 50.0 ± 8.2 |" in capsys.readouterr().out
 
 
 def test_each_task_gets_a_png_with_a_line_per_algorithm(tmp_path, runs):
@@ -213,4 +214,18 @@ def test_cli_without_run_dirs_exits_1_with_one_line_error(tmp_path, capsys, monk
 
 def test_cli_writes_report_for_multiple_runs_arguments(tmp_path, runs):
     assert report.main(["--runs", str(runs / "x"), "--runs", str(runs / "y"), "--out", str(tmp_path / "o")]) == 0
-    assert "| maze-a | pex | 3 |" in (tmp_path / "o" / "report.md").read_text()
+    assert "| maze-a | local | norm. return | pex | 3 |" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_table_names_the_source_and_the_d4rl_scale_and_the_online_step0_score(tmp_path):
+    run_dir = write_run(tmp_path / "runs" / "d", "antmaze-umaze-d4rl", "pex", [0, 1], {0: [40.0], 1: [60.0]},
+                        {0: [80.0], 1: [100.0]}, data_source="d4rl", env_task={"score": "success"})
+    rows_file = run_dir / "metrics.jsonl"
+    step0 = [{"seed": s, "phase": "online", "offline_step": 100, "online_step": 0, "eval/normalized_score": v}
+             for s, v in ((0, 30.0), (1, 50.0))]
+    rows_file.write_text("".join(json.dumps(r) + "\n" for r in step0) + rows_file.read_text())
+    rows, path = make_report([str(tmp_path / "runs")], tmp_path / "out")
+    assert (rows[0].source, rows[0].scale) == ("d4rl", "100×success")
+    assert rows[0].step0_score.mean == pytest.approx(40.0)
+    assert "| antmaze-umaze-d4rl | d4rl | 100×success | pex | 2 | 50.0 ± 10.0 | 40.0 ± 10.0 | 90.0 ± 10.0 |" in (
+        path.read_text())

@@ -7,6 +7,7 @@ Usage: --config=experiments/configs/antmaze.py:<task>[-d4rl]
                 rules. These are the numbers that compare with the paper.
   <task>        Minari `D4RL/antmaze/<task>-v1`: re-collected in Gymnasium-Robotics physics; trained and
                 evaluated on its fixed-cell task in the maze the data came from (docs/deviations.md).
+  <task>-local  `pex/antmaze/<task>-v0`, AntMaze data generated on this machine (not in this version yet).
 Reference (README commands): expectile 0.9, beta 10, inv_temperature 10, 100 eval episodes,
 1M offline updates and 1M online env steps; rewards r - 1. The score is D4RL's: 100 x success rate.
 """
@@ -14,17 +15,20 @@ Reference (README commands): expectile 0.9, beta 10, inv_temperature 10, 100 eva
 from pex_jax.config import default_config
 
 TASKS = ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse")
-SOURCES = ("minari", "d4rl")
+SOURCES = {"d4rl": "d4rl:antmaze-{}-v2", "minari": "D4RL/antmaze/{}-v1", "local": "pex/antmaze/{}-v0"}
 
 
 def get_config(task: str = "umaze"):
-    name, source = (task[: -len("-d4rl")], "d4rl") if task.endswith("-d4rl") else (task, "minari")
+    name, source = task, "minari"
+    for suffix in ("d4rl", "local"):
+        if task.endswith(f"-{suffix}"):
+            name, source = task[: -len(suffix) - 1], suffix
     if name not in TASKS:
         raise ValueError(f"unknown AntMaze task {task!r}; choose one of {', '.join(TASKS)}, each optionally "
-                         "with -d4rl (the original D4RL file)")
+                         "with -d4rl (the original D4RL file) or -local (data generated here)")
     c = default_config()
     c.task = f"antmaze-{task}"
-    c.dataset_id = f"d4rl:antmaze-{name}-v2" if source == "d4rl" else f"D4RL/antmaze/{name}-v1"
+    c.dataset_id = SOURCES[source].format(name)
     c.expectile = 0.9
     c.beta = 10.0
     c.eval_episodes = 100  # the reference's count, kept for the headline evaluations
