@@ -18,7 +18,9 @@ import yaml
 from absl import flags
 from ml_collections import config_flags
 
+import pex_jax.train  # noqa: F401  (the trials run this module: an import error must fail, not skip)
 from pex_jax.config import default_config
+from pex_jax.data.generate import generate_pointmaze
 from pex_jax.tracking import SWEEP_METRIC
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,14 +180,10 @@ TINY = {
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     """The 3000-step generated PointMaze test dataset in its own MINARI_DATASETS_PATH."""
-    pytest.importorskip("pex_jax.train", reason="runner not importable yet")
-    generate = pytest.importorskip("pex_jax.data.generate", reason="dataset generator not available yet")
-    if not hasattr(generate, "generate_pointmaze"):
-        pytest.skip("pex_jax.data.generate.generate_pointmaze not available yet")
     path = tmp_path_factory.mktemp("minari")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(path))
-        generate.generate_pointmaze(
+        generate_pointmaze(
             maze="umaze", steps=3000, noise=0.5, seed=0, dataset_id=TINY["dataset_id"], ref_episodes=2, progress=False
         )
     return path
