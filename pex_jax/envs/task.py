@@ -16,8 +16,10 @@ The score of maze tasks is D4RL's: 100 x success rate. Other tasks use the norma
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -176,6 +178,8 @@ def _build(task: Task, **kwargs: Any) -> gym.Env:
     if task.kind == "goal_maze":
         env = gym.make(task.env_id, maze_map=[list(row) for row in task.maze_map], continuing_task=True,
                        reset_target=False, max_episode_steps=limit, **kwargs)
+        with contextlib.suppress(OSError, AttributeError):  # the model is built; its maze XML in /tmp is not needed
+            os.remove(env.unwrapped.tmp_xml_file_path)
         return GoalMazeTask(env, task.success_radius)
     if task.kind == "gym":
         _register(task.env_spec.id)
