@@ -149,12 +149,12 @@ def test_expand_matches_the_agent_argv_for_a_grid_trial():
     trials = assignments(cfg)
     assert len(trials) == 12
     assert expand(cfg, trials[5]) == [
-        "/usr/bin/env", "python", "-m", "pex_jax.train", "--config=experiments/configs/antmaze.py:umaze-diverse",
+        "/usr/bin/env", "python", "-m", "pex_jax.train", "--config=experiments/configs/antmaze.py:umaze-diverse-d4rl",
         "--config.algo=pex", "--config.seeds=0-4", "--config.inv_temperature=3.0", "--config.expectile=0.9",
     ]  # fmt: skip
     task_grid = load(SWEEP_DIR / "algo_task_grid.yaml")
     argv = expand(task_grid, assignments(task_grid)[-1])
-    assert argv[4:] == ["--config=experiments/configs/antmaze.py:large-diverse", "--config.algo=scratch",
+    assert argv[4:] == ["--config=experiments/configs/antmaze.py:large-diverse-d4rl", "--config.algo=scratch",
                         "--config.seeds=0-4"]  # fmt: skip
 
 
