@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -176,8 +177,10 @@ def _build(task: Task, **kwargs: Any) -> gym.Env:
     _register(task.env_id)
     limit = kwargs.pop("max_episode_steps", task.max_episode_steps)
     if task.kind == "goal_maze":
-        env = gym.make(task.env_id, maze_map=[list(row) for row in task.maze_map], continuing_task=True,
-                       reset_target=False, max_episode_steps=limit, **kwargs)
+        with warnings.catch_warnings():  # AntMaze v4 is what Minari's data was collected on (27-d ant obs)
+            warnings.filterwarnings("ignore", message=".*is out of date.*")
+            env = gym.make(task.env_id, maze_map=[list(row) for row in task.maze_map], continuing_task=True,
+                           reset_target=False, max_episode_steps=limit, **kwargs)
         with contextlib.suppress(OSError, AttributeError):  # the model is built; its maze XML in /tmp is not needed
             os.remove(env.unwrapped.tmp_xml_file_path)
         return GoalMazeTask(env, task.success_radius)
