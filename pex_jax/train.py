@@ -35,6 +35,7 @@ from pex_jax.config import ALGOS
 from pex_jax.data import flatten_observation, to_device, transform_rewards
 from pex_jax.data.minari import DatasetInfo
 from pex_jax.data.sources import load_transitions
+from pex_jax.device import announce as announce_device
 from pex_jax.envs.task import Task, check_task, make_vector_env, task_for_dataset
 from pex_jax.errors import ConfigError, DivergenceError, PexError
 from pex_jax.iql import Batch
@@ -532,6 +533,7 @@ def absl_main(argv: list[str] | None, body: Callable[[Any], None]) -> int:
     except flags.Error as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
+    announce_device()  # first line of a run: the device JAX found (and a warning if it isn't the one asked for)
     try:
         body(flags.FLAGS)
     except PexError as e:

@@ -1,0 +1,103 @@
+"""Accelerator smoke tests (`-m accel`): every algorithm compiles and takes a few steps on the default
+device, and the runner goes offline -> pex end to end there.
+
+`make gpu-check` runs these on the accelerator (`make test TEST_PLATFORMS= ARGS="tests/test_accel.py -m accel"`); in
+`make test` they run on the CPU like the rest. AntMaze-D4RL shapes (obs 29, act 8), small networks.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pex_jax.agents import ALGORITHMS, Dims, init_offline_state, init_online_state, make_offline_chunk, make_online_step
+from pex_jax.config import default_config
+from pex_jax.iql import Batch
+from pex_jax.replay import ReplayBuffer
+
+pytestmark = pytest.mark.accel
+
+OBS, ACT, SEEDS = 29, 8, 2
+DIMS = Dims(OBS, ACT, (-1.0,) * ACT, (1.0,) * ACT)
+
+
+def _config():
+    c = default_config()
+    c.hidden_dims = (64, 64)
+    c.batch_size = 64
+    c.offline_steps = 10
+    return c
+
+
+def _dataset(n=1000):
+    rng = np.random.default_rng(0)
+    f = np.float32
+    return Batch(jnp.asarray(rng.normal(size=(n, OBS)), f), jnp.asarray(rng.uniform(-1, 1, (n, ACT)), f),
+                 jnp.asarray(rng.integers(0, 2, n) - 1.0, f), jnp.asarray(rng.normal(size=(n, OBS)), f),
+                 jnp.asarray(rng.integers(0, 2, n), f))
+
+
+def _keys(base):
+    return jnp.stack([jax.random.PRNGKey(base + s) for s in range(SEEDS)])
+
+
+def _on_default_device(tree) -> bool:
+    device = jax.devices()[0]
+    return all(leaf.devices() == {device} for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array))
+
+
+def _finite(metrics) -> bool:
+    return bool(np.all(np.asarray(metrics["finite"])))
+
+
+@pytest.fixture(scope="module")
+def offline():
+    """Two seeds vmapped through one jitted offline chunk of 5 IQL updates, called twice."""
+    c, data = _config(), _dataset()
+    states = jax.jit(jax.vmap(lambda k: init_offline_state(k, DIMS, c)))(_keys(0))
+    before = jax.tree.map(np.asarray, states.actor.params)
+    chunk = jax.jit(jax.vmap(make_offline_chunk(c, 5), in_axes=(0, 0, None)))
+    keys = _keys(1000)
+    for _ in range(2):
+        states, keys, metrics = chunk(states, keys, data)
+    return c, data, states, before, metrics
+
+
+def test_offline_iql_compiles_and_updates_on_the_default_device(offline):
+    _, _, states, before, metrics = offline
+    assert _finite(metrics) and _on_default_device(states)
+    moved = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))), states.actor.params, before)
+    assert max(jax.tree.leaves(moved)) > 0
+
+
+@pytest.mark.parametrize("algo", ["pex", "direct", "buffer", "scratch"])
+def test_online_algorithm_compiles_and_steps_on_the_default_device(algo, offline):
+    c, data, offline_states, _, _ = offline
+    spec = ALGORITHMS[algo]
+    k = _keys(3000)
+    if spec.warm_start == "none":
+        states = jax.jit(jax.vmap(lambda kk: init_online_state(spec, kk, DIMS, c, None)))(k)
+    else:
+        states = jax.jit(jax.vmap(lambda kk, s: init_online_state(spec, kk, DIMS, c, s)))(k, offline_states)
+    buffer = ReplayBuffer.create(SEEDS, OBS, ACT, 256)
+    collect, update = jax.jit(make_online_step(spec, c, False)), jax.jit(make_online_step(spec, c, True))
+    keys, rng = _keys(2000), np.random.default_rng(1)
+    for t in range(6):
+        tr = Batch(*(jnp.asarray(rng.normal(size=(SEEDS,) + sh), jnp.float32)
+                     for sh in [(OBS,), (ACT,), (), (OBS,), ()]))
+        buffer = buffer.insert(tr)
+        step = update if t >= 2 else collect
+        states, keys, actions, _, metrics = step(states, buffer.data, buffer.size, keys, tr.next_observations, data)
+    assert _finite(metrics) and _on_default_device(states)
+    a = np.asarray(actions)
+    assert a.shape == (SEEDS, ACT) and np.all(np.isfinite(a))
+
+
+def test_runner_goes_offline_then_pex_on_the_default_device(tmp_path, tiny_env, capsys):
+    from pex_jax.train import run
+    from tests.conftest import tiny_config
+
+    summary = run(tiny_config(tmp_path, algo="pex", seeds="0-1", online_steps=200, online_eval_every=200))
+    assert f"device {jax.devices()[0].platform}" in capsys.readouterr().out
+    assert len(summary["online/normalized_score"]) == 2
+    assert np.all(np.isfinite(summary["online/normalized_score"]))
