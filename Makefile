@@ -6,6 +6,40 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# ACCEL: which jax wheels the venv gets, always at requirements.txt's jax pin: cpu (requirements.txt as is),
+# cuda12 / cuda13 (jax[cudaNN]: the CUDA plugin and NVIDIA's libraries from PyPI), tpu (jax[tpu]: libtpu),
+# auto (cuda13 or cuda12 from nvidia-smi's CUDA version, else cpu). The venv records its value in
+# .venv/.accel: later `make` calls without ACCEL keep it, a different ACCEL reinstalls (and removes the
+# other accelerators' plugins). A new venv is cpu.
+ACCELS := cpu cuda12 cuda13 tpu
+ACCEL_BUILT := $(shell cat $(VENV)/.accel 2>/dev/null || echo cpu)
+ACCEL ?= $(ACCEL_BUILT)
+ifeq ($(ACCEL),auto)
+override ACCEL := $(shell v=$$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -1); \
+  if [ -z "$$v" ]; then echo cpu; elif [ "$$v" -ge 13 ]; then echo cuda13; else echo cuda12; fi)
+endif
+ifeq ($(filter $(ACCEL),$(ACCELS)),)
+$(error ACCEL=$(ACCEL) is not one of: $(ACCELS) auto)
+endif
+JAX_VERSION := $(shell sed -n 's/^jax==\([^ ;#]*\).*/\1/p' requirements.txt)
+ACCEL_REQ := $(if $(filter cpu,$(ACCEL)),,jax[$(ACCEL)]==$(JAX_VERSION))
+ACCEL_PLUGINS := jax-cuda12-plugin jax-cuda12-pjrt jax-cuda13-plugin jax-cuda13-pjrt libtpu
+ACCEL_STALE := $(filter-out $(if $(filter cuda%,$(ACCEL)),jax-$(ACCEL)-%)$(if $(filter tpu,$(ACCEL)),libtpu),$(ACCEL_PLUGINS))
+# SYSTEM_JAX=1: no venv; the system python3 with the jax it already has (an accelerator image without
+# registry access), plus the wheels carried in $(WHEELS) (`make gpu-wheels`) installed into $(SITE).
+# Default: 1 when there is no built venv, $(WHEELS) holds wheels and python3 imports jax; else 0.
+WHEELS ?= .whl
+SITE ?= /tmp/pex-jax-site
+ifeq ($(origin SYSTEM_JAX),undefined)
+SYSTEM_JAX := $(if $(wildcard $(STAMP)),0,$(if $(wildcard $(WHEELS)/*.whl),$(shell $(PYTHON) -c 'import jax' >/dev/null 2>&1 && echo 1 || echo 0),0))
+endif
+export SYSTEM_JAX
+ifeq ($(SYSTEM_JAX),1)
+PY := $(PYTHON)
+STAMP := $(SITE)/.installed
+export PYTHONPATH := $(SITE):$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+endif
+
 SEED ?= 0
 ALGO ?= pex
 TASK ?=
@@ -16,6 +50,7 @@ OUT ?=
 ARGS ?=
 MULTITASK ?= 1
 RUN ?=
+TEST_PLATFORMS ?= cpu
 
 .DEFAULT_GOAL := help
 .PHONY: help test lint data demo antmaze pointmaze bench report sweep study clean
@@ -30,17 +65,32 @@ PM_RUN = $(or $(RUN),runs/pointmaze/$(NOW))
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline  TASK=<task>  SOURCE=d4rl|minari|local  RUN=<dir>  MULTITASK=0|1  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
+	@echo "  ACCEL=cpu|cuda12|cuda13|tpu|auto (jax wheels of .venv; now $(ACCEL_BUILT))  SYSTEM_JAX=0|1 (python3's own jax + $(WHEELS)/)  TEST_PLATFORMS=cpu|'' (make test's JAX_PLATFORMS)"
 
-$(STAMP): requirements.txt setup.cfg pyproject.toml
+ifeq ($(SYSTEM_JAX),1)
+$(STAMP): $(wildcard $(WHEELS)/*.whl)
+	mkdir -p $(SITE)
+	$(if $(wildcard $(WHEELS)/*.whl),$(PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $(SITE) $(WHEELS)/*.whl)
+	touch $(STAMP)
+else
+$(STAMP): requirements.txt setup.cfg pyproject.toml $(if $(filter-out $(ACCEL_BUILT),$(ACCEL)),accel-changed)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pex-jax needs Python >= 3.11 (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	rm -f $(STAMP) && echo $(ACCEL) > $(VENV)/.accel
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	@stale=$$($(PY) -m pip list --format=freeze 2>/dev/null | sed 's/==.*//' | tr 'A-Z_' 'a-z-' | grep -xF $(addprefix -e ,$(ACCEL_STALE)) || true); \
+	  if [ -n "$$stale" ]; then echo "ACCEL=$(ACCEL): removing" $$stale; $(PY) -m pip uninstall -q -y $$stale; fi
+	$(PY) -m pip install -q -r requirements.txt $(if $(ACCEL_REQ),"$(ACCEL_REQ)")
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
+endif
+
+.PHONY: accel-changed
+accel-changed:
+	@echo "ACCEL=$(ACCEL) (was $(ACCEL_BUILT)): installing jax$(if $(ACCEL_REQ),[$(ACCEL)])==$(JAX_VERSION) into $(VENV)"
 
 test: $(STAMP) ## run the test suite (CPU, tiny datasets, WANDB disabled)
-	WANDB_MODE=$${WANDB_MODE:-disabled} JAX_PLATFORMS=$${JAX_PLATFORMS:-cpu} $(PY) -m pytest $(ARGS)
+	WANDB_MODE=$${WANDB_MODE:-disabled} JAX_PLATFORMS=$${JAX_PLATFORMS:-$(TEST_PLATFORMS)} $(PY) -m pytest $(ARGS)
 
 lint: $(STAMP) ## ruff check
 	$(VENV)/bin/ruff check pex_jax experiments tests
@@ -83,8 +133,35 @@ pointmaze: $(STAMP) ## PointMaze on the local datasets (generated if missing): S
 	done; \
 	$(PY) -m pex_jax.report --runs $(PM_RUN) --out $(PM_RUN)/report
 
-bench: $(STAMP) ## throughput benchmark -> bench_out/bench.json + bench.md (ARGS=--quick for a smoke run)
+# The reference PyTorch PEX side by side (make bench-reference, or make bench REF=1): its code at REF_COMMIT from
+# REF_SRC (a clone, bare git dir or source tree; default: git clone REF_URL) into REF_DIR, and $(TORCH) with numpy
+# in a venv of its own, REF_VENV (the project's venv never gets torch). Both are git-ignored and reused.
+REF ?= 0
+REF_SRC ?=
+REF_COMMIT ?= b0ae11e
+REF_URL ?= https://github.com/Haichao-Zhang/PEX.git
+REF_DIR ?= .ref/PEX-$(REF_COMMIT)
+REF_VENV ?= .venv-ref
+TORCH ?= torch==2.13.0
+
+bench: $(STAMP) ## throughput benchmark -> bench_out/bench.json + bench.md (ARGS=--quick: smoke run; REF=1: + reference)
+ifeq ($(REF),1)
+	@$(MAKE) --no-print-directory bench-reference
+else
 	$(PY) -m pex_jax.bench --out bench_out $(ARGS)
+endif
+
+.PHONY: bench-reference
+bench-reference: $(STAMP) ## make bench + the reference PyTorch PEX side by side (no network: REF_SRC=<PEX clone or tree>)
+	$(PY) -m pex_jax.tools.ref_pex fetch --dest $(REF_DIR) --commit $(REF_COMMIT) --url $(REF_URL) $(if $(REF_SRC),--src "$(REF_SRC)")
+	@$(MAKE) --no-print-directory $(REF_VENV)/.installed
+	$(PY) -m pex_jax.bench --out bench_out --reference $(REF_VENV)/bin/python --reference-dir $(REF_DIR) \
+	  --reference-commit $(REF_COMMIT) $(if $(REF_SRC),--reference-src "$(REF_SRC)") $(ARGS)
+
+$(REF_VENV)/.installed:
+	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
+	$(REF_VENV)/bin/python -m pip install -q "$(TORCH)" numpy
+	touch $@
 
 report: $(STAMP) ## tables + PNG learning curves from run dirs: RUNS='runs/...' OUT=reports
 	$(PY) -m pex_jax.report --runs $(RUNS) --out $(or $(OUT),reports)
@@ -97,3 +174,10 @@ study: $(STAMP) ## the PointMaze offline-to-online study (docs/results/pointmaze
 
 clean: ## remove the venv and caches (keeps runs/ and datasets)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+.PHONY: gpu-check gpu-wheels
+gpu-check: $(STAMP) ## accelerator acceptance (<10 min): device, accel tests, bench 1 vs 10 seeds, multi-task pre-training -> OUT
+	$(PY) experiments/gpu_check.py --out $(or $(OUT),bench_out/gpu_check)
+
+gpu-wheels: $(STAMP) ## download into .whl/ (WHEELS) the wheels gpu-check needs on a CUDA image without registry access
+	$(PY) experiments/gpu_check.py --download-wheels $(WHEELS)

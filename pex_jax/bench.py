@@ -18,6 +18,16 @@ depend on the values). The online loop steps a real gymnasium `AntMaze_UMaze-v4`
 does, to 31 features (observation 27 + achieved_goal 2 + desired_goal 2; the D4RL reference
 has 29), so its networks take 31 inputs. "Env step excluded" replays recorded env outputs
 through the same host code instead of calling MuJoCo.
+
+Three kinds of figure, and no ratio uses a number from outside the run:
+- **in-run baselines**: the ratios above (fused vs unfused, looped vs vmapped, one call vs per task);
+- **fraction of the ceiling**: every run measures XLA's matmul throughput on this device at the
+  update's shapes and at a large size; peak = the best window of either. Each rate is reported as
+  rate x FLOPs per update (XLA's cost analysis of the compiled update) / peak;
+- **the reference side by side** (`--reference PYTHON`, `make bench-reference`): the reference
+  PyTorch PEX's own IQL and PEX classes (pinned commit, `pex_jax.tools.ref_pex`) run in a child
+  process of their own venv, timed in windows that alternate with the project's (A B B A ...).
+Figures measured elsewhere stay in `CONTEXT`, printed as labelled context, never a denominator.
 """
 
 from __future__ import annotations
@@ -58,16 +68,23 @@ from pex_jax.multitask import make_multitask_offline_chunk, stack_datasets
 from pex_jax.replay import ReplayBuffer, mixed_batch, sample_dataset
 from pex_jax.rollout import final_observations
 from pex_jax.sharding import can_shard, replicate, shard_seeds
+from pex_jax.tools import ref_pex
 
-# Measured by the issue author on this project's 2-core CPU (batch 256, obs 29, act 8, 2x256 MLPs).
-REFERENCE = {
-    "source": "reference PyTorch PEX on the same 2-core CPU (issue 6)",
-    "offline_updates_per_s_2_threads": 190.0,
-    "offline_updates_per_s_1_thread": 130.0,
-    "online_pex_updates_per_s": 100.0,
-    "act_per_s": 3400.0,
-    "plain_jax_scan_updates_per_s": 340.0,
-}
+# Figures measured outside this run, kept only as labelled context: never a denominator.
+CONTEXT = [
+    {"figure": "reference PyTorch PEX, offline IQL updates/s, 2 threads", "value": 190.0,
+     "measured": "by issue 6's author, machine and load not recorded, before 2026-11-27"},
+    {"figure": "reference PyTorch PEX, offline IQL updates/s, 1 thread", "value": 130.0,
+     "measured": "by issue 6's author, machine and load not recorded, before 2026-11-27"},
+    {"figure": "reference PyTorch PEX, online PEX updates/s", "value": 100.0,
+     "measured": "by issue 6's author, machine and load not recorded, before 2026-11-27"},
+    {"figure": "reference PyTorch PEX, action selections/s", "value": 3400.0,
+     "measured": "by issue 6's author, machine and load not recorded, before 2026-11-27"},
+    {"figure": "reference PyTorch PEX, offline IQL updates/s, 2 threads, side by side", "value": "46-57",
+     "measured": "by issue 17's author, side by side on the project's 2-core dev VM (shared), before 2026-11-30"},
+    {"figure": "XLA large-matmul peak, GFLOP/s", "value": "110",
+     "measured": "by issue 17's author, side by side on the project's 2-core dev VM (shared), before 2026-11-30"},
+]
 
 ENV_ID = "AntMaze_UMaze-v4"
 
@@ -96,12 +113,24 @@ class BenchConfig:
     skip: list[str] = field(default_factory=list)  # any of offline, online, act, multitask
     quick: bool = False
     check_scaling: float = 0.0  # > 0: exit 1 unless total(S) >= check_scaling * S * total(1), offline
+    ceiling_window_s: float = 1.0  # seconds per matmul-throughput window
+    large_matmul: int = 0  # side of the large square matmul (0: 2048 on CPU, 8192 on accelerators)
+    # The reference side by side (off unless `reference` names the Python of a venv with torch).
+    reference: str = ""  # path to that Python, "auto" (.venv-ref/bin/python when it has torch), or ""
+    reference_src: str = ""  # a clone, bare git dir or source tree of the reference (default: git clone)
+    reference_commit: str = ref_pex.REF_COMMIT
+    reference_dir: str = ""  # where the code at that commit is put (default .ref/PEX-<commit>)
+    reference_threads: list[int] = field(default_factory=list)  # torch threads tried (default 1 and the cores)
+    reference_window_s: float = 3.0  # seconds per side-by-side window
+    reference_reps: int = 4  # windows per side and figure, alternating (A B B A)
+    reference_buffer_rows: int = 100_000  # transitions in the reference's online ReplayMemory
 
     @classmethod
     def quick_config(cls, **overrides) -> BenchConfig:
         base = dict(seeds=[1, 2], online_seeds=[1], algos=["pex"], hidden_dims=(32, 32), batch_size=32,
                     dataset_size=2_000, buffer_capacity=1_000, updates=4, online_steps=3, reps=2, tasks=2,
-                    quick=True)
+                    quick=True, ceiling_window_s=0.02, large_matmul=256, reference_window_s=0.2,
+                    reference_reps=2, reference_buffer_rows=1_000)
         base.update(overrides)
         return cls(**base)
 
@@ -150,11 +179,30 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_cpu_use_fusion_emitter
 _INITS: dict[tuple, Callable] = {}  # one jitted initialiser per problem, so repeated calls reuse the executable
 
 
+def _fast_jit(fn: Callable) -> Callable:
+    """`jax.jit` with FAST_COMPILE where this jax's XLA knows the options; plain `jax.jit` where it does not
+    (jax 0.12 rejects `xla_cpu_use_fusion_emitters`: 'No such compile option')."""
+    fast = jax.jit(fn, compiler_options=FAST_COMPILE)
+    chosen = [fast]
+
+    def call(*args):
+        if chosen[0] is fast:
+            try:
+                return fast(*args)
+            except Exception as e:  # noqa: BLE001 - the error type differs across jax versions
+                if "option" not in str(e).lower():
+                    raise
+                chosen[0] = jax.jit(fn)
+        return chosen[0](*args)
+
+    return call
+
+
 def init_offline_states(keys: jax.Array, dims: Dims, config) -> Any:
     """Offline states for keys of any leading shape (seeds, or tasks x seeds)."""
     key = ("offline", dims, id(config))
     if key not in _INITS:
-        _INITS[key] = jax.jit(jax.vmap(lambda k: init_offline_state(k, dims, config)), compiler_options=FAST_COMPILE)
+        _INITS[key] = _fast_jit(jax.vmap(lambda k: init_offline_state(k, dims, config)))
     lead = keys.shape[:-1]
     states = _INITS[key](keys.reshape(-1, keys.shape[-1]))
     return _unalias(jax.tree.map(lambda x: x.reshape(*lead, *x.shape[1:]), states))
@@ -168,7 +216,7 @@ def init_online_states(spec, keys: jax.Array, offline_keys: jax.Array, dims: Dim
         def one(k, k_off):
             return init_online_state(spec, k, dims, config, init_offline_state(k_off, dims, config))
 
-        _INITS[key] = jax.jit(jax.vmap(one), compiler_options=FAST_COMPILE)
+        _INITS[key] = _fast_jit(jax.vmap(one))
     return _unalias(_INITS[key](keys, offline_keys))
 
 
@@ -216,11 +264,100 @@ def _offline_update_once(config):
     return one
 
 
+# --- The ceiling: matmul throughput and FLOPs per update ---
+
+
+def cost_flops(compiled) -> float | None:
+    """FLOPs of one call of a compiled executable, from XLA's cost analysis (None where unavailable).
+
+    XLA counts a while loop's body once, so this is taken from executables without a scan over updates.
+    """
+    try:
+        cost = compiled.cost_analysis()
+    except Exception:  # noqa: BLE001 - backends without cost analysis raise various errors
+        return None
+    if isinstance(cost, list | tuple):
+        cost = cost[0] if cost else None
+    flops = cost.get("flops") if cost else None
+    return float(flops) if flops and flops > 0 else None
+
+
+class MatmulCeiling:
+    """XLA's f32 matmul throughput on the default device: (m, n) @ (n, n) chained `inner` times per call.
+
+    Two sizes: the update's (batch x widest layer, the shape of most of its matmuls) and a large square
+    one. `measure(reps)` runs `reps` interleaved windows of each. The run measures `bc.reps` windows of
+    each at the start and at the end, and interleaves more with the offline (both sizes) and online
+    (update shape) windows, so that the peak is sampled under the same load as the rates; the peak is
+    the best window of all.
+    """
+
+    def __init__(self, bc: BenchConfig):
+        accelerator = jax.default_backend() != "cpu"
+        large = bc.large_matmul or (8192 if accelerator else 2048)
+        target = (1e9 if bc.quick else 5e11) if accelerator else (2e7 if bc.quick else 2e9)  # FLOPs per call
+        shapes = {"update shape": (bc.batch_size, max(bc.hidden_dims)), "large": (large, large)}
+        self.window_s, self.reps, self.sizes, self.calls, self.rates = bc.ceiling_window_s, bc.reps, {}, {}, {}
+        rng = np.random.default_rng(0)
+        for name, (m, n) in shapes.items():
+            inner = max(1, int(np.ceil(target / (2.0 * m * n * n))))
+            x = jnp.asarray(rng.normal(size=(m, n)).astype(np.float32))
+            w = jnp.asarray((rng.normal(size=(n, n)) / np.sqrt(n)).astype(np.float32))  # keeps |x| about constant
+            fn = jax.jit(lambda x, w, inner=inner: jax.lax.fori_loop(0, inner, lambda _, y: y @ w, x))
+            compiled = fn.lower(x, w).compile()
+            compiled(x, w).block_until_ready()  # warm-up
+            self.sizes[name] = {"m": m, "k": n, "n": n, "chained": inner, "flops_per_call": 2.0 * m * n * n * inner}
+            self.calls[name] = (compiled, x, w)
+            self.rates[name] = []
+
+    def _window(self, name: str) -> None:
+        compiled, x, w = self.calls[name]
+        calls, t0 = 0, time.perf_counter()
+        while True:
+            compiled(x, w).block_until_ready()
+            calls += 1
+            dt = time.perf_counter() - t0
+            if dt >= self.window_s:
+                break
+        self.rates[name].append(calls * self.sizes[name]["flops_per_call"] / dt / 1e9)
+
+    def windows(self, names: Sequence[str] | None = None) -> dict[str, Callable[[], None]]:
+        """Matmul windows to interleave with a part's own windows (A B C ... C B A)."""
+        return {f"matmul {name}": (lambda name=name: self._window(name)) for name in (names or self.calls)}
+
+    def measure(self, reps: int | None = None) -> None:
+        names = list(self.calls)
+        for r in range(self.reps if reps is None else reps):
+            for name in names if r % 2 == 0 else names[::-1]:
+                self._window(name)
+
+    def result(self) -> dict:
+        matmul = {name: {**self.sizes[name], **_rate_stats(self.rates[name])} for name in self.calls}
+        peak_from = max(matmul, key=lambda k: matmul[k]["best"])
+        return {"unit": "GFLOP/s", "window_s": self.window_s, "matmul": matmul,
+                "peak_gflops": matmul[peak_from]["best"], "peak_from": peak_from}
+
+
+def _rate_stats(rates: Sequence[float]) -> dict[str, Any]:
+    return {"best": float(max(rates)), "median": float(np.median(rates)), "windows": len(rates),
+            "rates": [float(r) for r in rates]}
+
+
+def fraction_of_ceiling(rate: float, flops: float | None, peak_gflops: float | None) -> float | None:
+    """rate (updates or steps per second) x FLOPs each / peak FLOP/s; None without either number."""
+    if not flops or not peak_gflops:
+        return None
+    return rate * flops / (peak_gflops * 1e9)
+
+
 # --- Offline ---
 
 
-def bench_offline(bc: BenchConfig, config, dataset: Batch, num_seeds: int) -> dict:
-    """Offline updates/s for `num_seeds` seeds: the runner's scanned chunk vs one call per update."""
+def bench_offline(bc: BenchConfig, config, dataset: Batch, num_seeds: int, extra_windows: dict | None = None) -> dict:
+    """Offline updates/s for `num_seeds` seeds: the runner's scanned chunk vs one call per update.
+
+    `extra_windows` (name -> callable) join the alternation untimed here: the ceiling's matmul windows.
+    """
     dims = box_dims(bc.obs_dim, bc.act_dim)
     k = max(2, round(bc.updates / num_seeds))
 
@@ -262,6 +399,7 @@ def bench_offline(bc: BenchConfig, config, dataset: Batch, num_seeds: int) -> di
 
     windows = {name: chunk_window(name) for name in compiled if name != "baseline"}
     windows["baseline"] = run_once
+    windows.update(extra_windows or {})
     for run in windows.values():
         run()  # warm-up: first-call allocations
     times = alternate(windows, bc.reps)
@@ -277,12 +415,18 @@ def bench_offline(bc: BenchConfig, config, dataset: Batch, num_seeds: int) -> di
         "baseline_total": {key: v * num_seeds for key, v in base_s.items() if key != "windows"},
         "ratio_to_baseline": _ratio(fused_s, base_s),
         "compile_s": compile_s,
+        # one seed's IQL update, from the per-update executable (the scanned chunk counts its body once)
+        "flops_per_update": _per_seed(cost_flops(compiled["baseline"]), num_seeds),
     }
     if "vmap" in times:
         vmap_s = _stats(times["vmap"], k)
         result["fused_vmap_per_seed"] = vmap_s
         result["looped_to_vmap"] = _ratio(fused_s, vmap_s)
     return result
+
+
+def _per_seed(flops: float | None, num_seeds: int) -> float | None:
+    return flops / num_seeds if flops else None
 
 
 # --- Online ---
@@ -394,8 +538,11 @@ def _act_once(spec, config):
     return one
 
 
-def bench_online(bc: BenchConfig, config, algo: str, num_seeds: int) -> dict:
-    """Env-steps/s per seed of the online loop at UTD 1, with the real env and with it excluded."""
+def bench_online(bc: BenchConfig, config, algo: str, num_seeds: int, extra_windows: dict | None = None) -> dict:
+    """Env-steps/s per seed of the online loop at UTD 1, with the real env and with it excluded.
+
+    `extra_windows` join each alternation, as in `bench_offline`.
+    """
     spec = ALGORITHMS[algo]
     real_env = _make_env(num_seeds, bc.env) if bc.env != "none" else None
     if real_env is not None:
@@ -446,6 +593,9 @@ def bench_online(bc: BenchConfig, config, algo: str, num_seeds: int) -> dict:
         "buffer_capacity": capacity, "steps_per_window": n,
         "compile_s": {"insert": insert_compile, "fused_step": step_compile, "baseline_update": update_compile,
                       "baseline_act": act_compile},
+        # per seed and env step: the fused update-and-act call; and the update alone
+        "flops_per_env_step": _per_seed(cost_flops(step_c), num_seeds),
+        "flops_per_update": _per_seed(cost_flops(update_c), num_seeds),
     }
     modes = {}
     if real_env is not None:
@@ -467,7 +617,7 @@ def bench_online(bc: BenchConfig, config, algo: str, num_seeds: int) -> dict:
 
         run_fused(), run_base()  # warm-up
         fused_loop.phase_s, fused_loop.steps = dict.fromkeys(_OnlineLoop.PHASES, 0.0), 0
-        times = alternate({"fused": run_fused, "baseline": run_base}, bc.reps)
+        times = alternate({"fused": run_fused, "baseline": run_base, **(extra_windows or {})}, bc.reps)
         fused_s, base_s = _stats(times["fused"], n), _stats(times["baseline"], n)
         result[mode] = {
             "env_steps_per_s_per_seed": fused_s,
@@ -517,8 +667,7 @@ def bench_act(bc: BenchConfig, config, algo: str) -> dict:
     run()
     times = alternate({"act": run}, bc.reps)
     s = _stats(times["act"], n)
-    return {"algo": algo, "act_per_s": s, "ratio_to_reference": s["best"] / REFERENCE["act_per_s"],
-            "compile_s": compile_s}
+    return {"algo": algo, "act_per_s": s, "flops_per_call": cost_flops(compiled), "compile_s": compile_s}
 
 
 # --- Several tasks in one call ---
@@ -579,6 +728,157 @@ def bench_multitask(bc: BenchConfig, config, num_tasks: int, num_seeds: int) -> 
     }
 
 
+# --- The reference PyTorch PEX, side by side ---
+
+SIDE_FIGURES = {  # worker figure name -> (label, unit); 1 seed, PEX, the reference's AntMaze shapes
+    "offline": ("offline IQL updates/s", "updates/s"),
+    "pex_update": ("online PEX updates/s (update alone, half dataset / half buffer batch)", "updates/s"),
+    "online_step": ("online PEX env-steps/s, env excluded (act + update + buffer insert)", "env-steps/s"),
+    "act": ("PEX action selections/s (1 observation, host round trip)", "per s"),
+}
+
+
+def _project_side(bc: BenchConfig, config) -> dict:
+    """pex-jax's side of each side-by-side figure: a callable, the work one call does, FLOPs per unit of work."""
+    spec, obs_dim, act_dim = ALGORITHMS["pex"], bc.obs_dim, bc.act_dim
+    dims = box_dims(obs_dim, act_dim)
+    dataset = synthetic_dataset(bc.dataset_size, obs_dim, act_dim, seed=2)
+    compile_s: dict[str, float] = {}
+    # Offline: the runner's chunk of K updates in one call.
+    k = max(2, bc.updates)
+    off = [init_offline_states(_keys(1, 1), dims, config), _keys(1, 2)]
+    chunk = jax.jit(jax.vmap(make_offline_chunk(config, k), in_axes=(0, 0, None)), donate_argnums=(0,))
+    chunk_c, compile_s["offline_chunk"] = compile_timed(chunk, *off, dataset)
+    once = jax.jit(jax.vmap(_offline_update_once(config), in_axes=(0, 0, None)))
+    offline_flops = cost_flops(once.lower(*off, dataset).compile())  # the chunk's scan hides its trip count
+
+    def offline():
+        off[0], off[1], m = chunk_c(off[0], off[1], dataset)
+        return m
+
+    # Online: the runner's loop with the env step excluded; the update alone; action selection.
+    capacity = int(max(1, min(bc.buffer_capacity, bc.buffer_bytes_limit // (4 * (2 * obs_dim + act_dim + 2)))))
+    obs0 = np.zeros((1, obs_dim), np.float32)
+
+    def context(stream: int, rows: int = capacity) -> dict:
+        buffers = ReplayBuffer.create(1, obs_dim, act_dim, rows)
+        buffers = buffers.replace(size=jnp.asarray(rows // 2, jnp.int32), ptr=jnp.asarray(rows // 2, jnp.int32))
+        return {"states": init_online_states(spec, _keys(1, stream), _keys(1, 1), dims, config),
+                "keys": _keys(1, stream + 1), "buffers": buffers, "dataset": dataset}
+
+    loop_ctx, update_ctx, act_ctx = context(3), context(5), context(7, rows=2)  # acting reads no buffer
+    sample = Batch(obs0, np.zeros((1, act_dim), np.float32), np.zeros(1, np.float32), obs0, np.zeros(1, np.float32))
+    c = loop_ctx
+    insert = jax.jit(ReplayBuffer.insert, donate_argnums=(0,))
+    insert_c, compile_s["insert"] = compile_timed(insert, c["buffers"], sample)
+    step_c, compile_s["fused_step"] = compile_timed(jax.jit(make_online_step(spec, config, True), donate_argnums=(0,)),
+                                                    c["states"], c["buffers"].data, c["buffers"].size, c["keys"],
+                                                    jnp.asarray(obs0), dataset)
+    update = jax.jit(jax.vmap(_online_update_once(spec, config), in_axes=(0, 0, None, 0, None)), donate_argnums=(0,))
+    c = update_ctx
+    update_c, compile_s["update"] = compile_timed(update, c["states"], c["buffers"].data, c["buffers"].size, c["keys"],
+                                                  dataset)
+    act_c, compile_s["act"] = compile_timed(jax.jit(jax.vmap(_act_once(spec, config))), act_ctx["states"],
+                                            act_ctx["keys"], obs0)
+    loop = _OnlineLoop(_RecordedEnv(_SyntheticEnv(1, obs_dim), 1, act_dim), obs0, np.zeros((1, act_dim), np.float32),
+                       "minus_one")
+
+    def online_step():
+        loop.fused_step(insert_c, step_c, loop_ctx)  # ends with device_get of the actions
+
+    def pex_update():
+        c = update_ctx
+        c["states"], c["keys"], m = update_c(c["states"], c["buffers"].data, c["buffers"].size, c["keys"], dataset)
+        return m
+
+    def act_once():
+        c = act_ctx
+        c["keys"], a, choice = act_c(c["states"], c["keys"], obs0)
+        jax.device_get((a, choice))
+
+    sides = {"offline": (offline, k, offline_flops), "pex_update": (pex_update, 1, cost_flops(update_c)),
+             "online_step": (online_step, 1, cost_flops(step_c)), "act": (act_once, 1, cost_flops(act_c))}
+    for fn, _, _ in sides.values():  # warm-up: first-call allocations
+        jax.block_until_ready(fn())
+    return {"sides": sides, "compile_s": compile_s, "buffer_capacity": capacity}
+
+
+def _project_window(fn: Callable, seconds: float) -> tuple[int, float]:
+    calls, out, t0 = 0, None, time.perf_counter()
+    while True:
+        out = fn()
+        calls += 1
+        if time.perf_counter() - t0 >= seconds:
+            break
+    jax.block_until_ready(out)
+    return calls, time.perf_counter() - t0
+
+
+def bench_side_by_side(bc: BenchConfig, config, worker, threads: Sequence[int],
+                       log: Callable[[str], None] = print) -> dict:
+    """Each figure: pex-jax and the reference (at each thread count) in alternating windows (A B B A ...).
+
+    `worker.window(figure, seconds, threads) -> (calls, seconds)` times the reference's side. The ratio
+    divides pex-jax by the reference at its faster thread count; the range is over the reps, each
+    rep's pex-jax window divided by the faster of that rep's reference windows.
+    """
+    project = _project_side(bc, config)
+    figures = []
+    for name, (label, unit) in SIDE_FIGURES.items():
+        fn, work, flops = project["sides"][name]
+        rates: dict[Any, list[float]] = {"pex-jax": [], **{t: [] for t in threads}}
+        order = ["pex-jax", *threads]
+        for r in range(bc.reference_reps):
+            for side in order if r % 2 == 0 else order[::-1]:
+                if side == "pex-jax":
+                    calls, dt = _project_window(fn, bc.reference_window_s)
+                    rates[side].append(calls * work / dt)
+                else:
+                    calls, dt = worker.window(name, bc.reference_window_s, side)
+                    rates[side].append(calls / dt)
+        ours = _rate_stats(rates["pex-jax"])
+        ref = {str(t): _rate_stats(rates[t]) for t in threads}
+        per_rep = [rates["pex-jax"][r] / max(rates[t][r] for t in threads) for r in range(bc.reference_reps)]
+        fig = {"figure": name, "label": label, "unit": unit, "flops_per_unit": flops, "project": ours,
+               "reference": ref, "reference_best_threads": int(max(ref, key=lambda t: ref[t]["best"])),
+               "ratio": {"best": ours["best"] / max(v["best"] for v in ref.values()),
+                         "median": ours["median"] / max(v["median"] for v in ref.values())},
+               "ratio_range": [min(per_rep), max(per_rep)]}
+        log(f"side by side, {label}: pex-jax {_bm(ours)}, reference "
+            + ", ".join(f"{_bm(v)} ({t} thr)" for t, v in ref.items())
+            + f" -> x{fig['ratio']['best']:.2f} (best), x{min(per_rep):.2f}-{max(per_rep):.2f} per rep")
+        figures.append(fig)
+    return {"reference": dict(worker.info), "threads": [int(t) for t in threads], "window_s": bc.reference_window_s,
+            "reps": bc.reference_reps, "shapes": {"obs": bc.obs_dim, "act": bc.act_dim,
+                                                  "hidden": list(bc.hidden_dims), "batch": bc.batch_size},
+            "dataset_rows": bc.dataset_size, "project_buffer_rows": project["buffer_capacity"] // 2,
+            "figures": figures, "compile_s": project["compile_s"]}
+
+
+def reference_hparams(config) -> dict:
+    """The project's hyperparameters under the reference's names (speed does not depend on them)."""
+    return {"lr": config.lr, "expectile": config.expectile, "beta": config.beta, "discount": config.gamma,
+            "target_rate": config.tau, "inv_temperature": config.inv_temperature,
+            "offline_steps": config.offline_steps}
+
+
+def prepare_reference(bc: BenchConfig, log: Callable[[str], None] = print) -> dict | None:
+    """Check the reference's Python and put its code in place before anything is timed (fails fast).
+
+    None when `bc.reference == "auto"` and no .venv-ref with torch is there.
+    """
+    python = bc.reference
+    if python == "auto":
+        python = str(Path(".venv-ref") / "bin" / "python")
+        if not Path(python).exists():
+            log("reference: no .venv-ref here (make bench-reference builds it); side by side skipped")
+            return None
+    torch_version = ref_pex.check_python(python)
+    dest = bc.reference_dir or str(Path(".ref") / f"PEX-{bc.reference_commit}")
+    source = ref_pex.prepare_source(dest, bc.reference_commit, bc.reference_src or None, log=log)
+    return {"python": python, "torch": torch_version, "dir": dest, "source": source}
+
+
 # --- Report ---
 
 
@@ -602,7 +902,7 @@ def machine_info() -> dict:
         "cpu": cpu, "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "jax": jax.__version__, "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "git_commit": commit,
+        "git_commit": commit, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
 
 
@@ -631,26 +931,95 @@ def _bm(d: dict) -> str:
     return f"{_f(d['best'])} / {_f(d['median'])}"
 
 
+def _pct(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{100 * x:.0f}%" if x >= 0.1 else f"{100 * x:.1f}%" if x >= 0.001 else f"{100 * x:.2g}%"
+
+
+def _frac_bm(rates: dict, flops: float | None, peak: float | None) -> str:
+    """Best / median of a rate as fractions of the ceiling, computed here from the measured fields."""
+    best, median = (fraction_of_ceiling(rates[k], flops, peak) for k in ("best", "median"))
+    return "-" if best is None else f"{_pct(best)} / {_pct(median)}"
+
+
+def _online_rates(r: dict, mode: str) -> dict:
+    return r[mode]["env_steps_per_s_total"]
+
+
+def ceiling_rows(result: dict) -> list[tuple[str, float]]:
+    """(work, FLOPs each) for every kind of work in the run, from XLA's cost analysis."""
+    rows: list[tuple[str, float]] = []
+    offline_flops = next((r.get("flops_per_update") for r in result.get("offline") or [] if r.get("flops_per_update")),
+                         None)
+    if offline_flops:
+        rows.append(("offline IQL update (1 seed)", offline_flops))
+    seen = set()
+    for r in result.get("online") or []:
+        key = (r["algo"], r["obs_dim"])
+        if key not in seen and r.get("flops_per_env_step"):
+            seen.add(key)
+            rows.append((f"online {r['algo']} env step, obs {r['obs_dim']} (update + act)", r["flops_per_env_step"]))
+    if (result.get("act") or {}).get("flops_per_call"):
+        rows.append((f"{result['act']['algo']} action selection", result["act"]["flops_per_call"]))
+    return rows
+
+
+def _all_fractions(result: dict) -> list[float]:
+    """Best-window fractions of the ceiling of the offline and online rates, recomputed from measured fields."""
+    peak = (result.get("ceiling") or {}).get("peak_gflops")
+    out = [fraction_of_ceiling(r["fused_total"]["best"], r.get("flops_per_update"), peak)
+           for r in result.get("offline") or []]
+    out += [fraction_of_ceiling(r[mode]["env_steps_per_s_total"]["best"], r.get("flops_per_env_step"), peak)
+            for r in result.get("online") or [] for mode in ("env", "no_env") if mode in r]
+    return [x for x in out if x is not None]
+
+
 def to_markdown(result: dict) -> str:
-    m, ref = result["machine"], result["reference"]
+    """The report, rebuilt from the JSON's measured fields alone (ratios and fractions computed here)."""
+    m, cfg = result["machine"], result["config"]
+    ceiling = result.get("ceiling") or {}
+    peak = ceiling.get("peak_gflops")
     lines = [
         "# pex-jax benchmark",
         "",
-        f"Device: {m['platform']} ({m['device_kind']}) x{m['device_count']}, CPU {m['cpu']}, "
+        f"Run {m.get('date', '?')} on {m['platform']} ({m['device_kind']}) x{m['device_count']}, CPU {m['cpu']}, "
         f"{m['cpu_affinity']} usable cores; jax {m['jax']}; commit {m['git_commit'] or '?'}; "
         f"XLA_FLAGS={m['xla_flags']!r}; load average {result['load_before']} -> {result['load_after']}.",
-        f"Shapes: obs {result['config']['obs_dim']} (online: the env's), act {result['config']['act_dim']}, "
-        f"hidden {tuple(result['config']['hidden_dims'])}, batch {result['config']['batch_size']}. "
-        "Figures are best / median over interleaved windows; ratios compare with the in-run baseline.",
+        f"Shapes: obs {cfg['obs_dim']} (online: the env's), act {cfg['act_dim']}, hidden {tuple(cfg['hidden_dims'])}, "
+        f"batch {cfg['batch_size']}. Figures are best / median over interleaved windows. Three kinds: ratios to an "
+        "in-run baseline; fractions of this device's matmul ceiling, measured in this run; and, when asked for, the "
+        "reference PyTorch PEX measured side by side in this run. Figures from elsewhere appear only under Context.",
         "",
     ]
+    if ceiling:
+        lines += ["## Ceiling (measured in this run)", "",
+                  "| XLA f32 matmul | shape | GFLOP/s (best / median) | windows |", "|---|---|---|---|"]
+        for name, x in ceiling["matmul"].items():
+            chain = f", {x['chained']} chained per call" if x["chained"] > 1 else ""
+            shape = f"({x['m']} x {x['k']}) @ ({x['k']} x {x['n']}){chain}"
+            lines.append(f"| {name} | {shape} | {_bm(x)} | {x['windows']} |")
+        update_rate = ceiling["matmul"].get("update shape", {}).get("best")
+        lines += ["", f"Peak: **{_f(peak)} GFLOP/s** (best window, {ceiling['peak_from']}; windows at the start and "
+                  "the end of the run and interleaved with the offline and online windows). A rate's fraction of the "
+                  "ceiling = rate x FLOPs each (XLA's cost analysis of the compiled executable) / peak.", "",
+                  "| work | GFLOP each | ceiling at the peak (per s) | at the update-shape matmul rate (per s) |",
+                  "|---|---|---|---|"]
+        for name, flops in ceiling_rows(result):
+            at_update = _f(update_rate * 1e9 / flops) if update_rate else "-"
+            lines.append(f"| {name} | {flops / 1e9:.3g} | {_f(peak * 1e9 / flops)} | {at_update} |")
+        top = max(_all_fractions(result), default=0.0)
+        if top > 1:
+            lines += ["", f"Some rates reach {_pct(top)} of this peak: every matmul window fell in a busier spell than "
+                      "those rates' best windows (a shared machine), so the peak here is a lower bound."]
+        lines.append("")
     if result.get("offline"):
         lines += [
             "## Offline IQL updates/s",
             "",
             "| seeds | fused per seed | fused total | per-update-call baseline per seed | ratio (best / median) "
-            f"| total / reference ({_f(ref['offline_updates_per_s_2_threads'])}, PyTorch, 1 seed, 2 threads) "
-            "| total / 1-seed total | total / (seeds x 1-seed total) | seeds looped / vmapped |",
+            "| total, fraction of ceiling | total / 1-seed total | total / (seeds x 1-seed total) "
+            "| seeds looped / vmapped |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in result["offline"]:
@@ -660,7 +1029,7 @@ def to_markdown(result: dict) -> str:
             lines.append(
                 f"| {r['seeds']}{' (sharded)' if r['sharded'] else ''} | {_bm(r['fused_per_seed'])} "
                 f"| {_bm(r['fused_total'])} | {_bm(r['baseline_per_seed'])} | {rr['best']:.2f} / {rr['median']:.2f} "
-                f"| {r['fused_total']['best'] / ref['offline_updates_per_s_2_threads']:.2f}x "
+                f"| {_frac_bm(r['fused_total'], r.get('flops_per_update'), peak)} "
                 f"| {vs_one} | {f'{eff:.2f}' if eff else '-'} "
                 f"| {_ratio_text(r['looped_to_vmap']) if 'looped_to_vmap' in r else '-'} |"
             )
@@ -669,8 +1038,9 @@ def to_markdown(result: dict) -> str:
         lines += [
             "## Online loop, env-steps/s per seed (UTD 1)",
             "",
-            "| algo | seeds | env | fused loop | unfused baseline | ratio (best / median) | total env-steps/s |",
-            "|---|---|---|---|---|---|---|",
+            "| algo | seeds | env | fused loop | unfused baseline | ratio (best / median) | total env-steps/s "
+            "| total, fraction of ceiling |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in result["online"]:
             for mode in ("env", "no_env"):
@@ -683,10 +1053,10 @@ def to_markdown(result: dict) -> str:
                     f"| {r['algo']} | {r['seeds']}{' (sharded)' if r['sharded'] else ''} | {label} "
                     f"| {_bm(x['env_steps_per_s_per_seed'])} "
                     f"| {_bm(x['baseline_env_steps_per_s_per_seed'])} | {rr['best']:.2f} / {rr['median']:.2f} "
-                    f"| {_bm(x['env_steps_per_s_total'])} |"
+                    f"| {_bm(x['env_steps_per_s_total'])} "
+                    f"| {_frac_bm(_online_rates(r, mode), r.get('flops_per_env_step'), peak)} |"
                 )
-        lines += ["", f"Reference PyTorch PEX online: {_f(ref['online_pex_updates_per_s'])} updates/s (1 seed).", ""]
-        lines += ["### Host time per env step in the fused loop (ms, mean; device work shows up in device_get)", "",
+        lines += ["", "### Host time per env step in the fused loop (ms, mean; device work shows up in device_get)", "",
                   "| algo | seeds | env | " + " | ".join(_OnlineLoop.PHASES) + " |",
                   "|---|---|---|" + "---|" * len(_OnlineLoop.PHASES)]
         for r in result["online"]:
@@ -699,19 +1069,24 @@ def to_markdown(result: dict) -> str:
     if result.get("act"):
         a = result["act"]
         lines += ["## Action selection (1 seed, 1 observation, host round trip)", "",
-                  f"{a['algo']}: {_bm(a['act_per_s'])} per s; {a['ratio_to_reference']:.2f}x the reference's "
-                  f"{_f(ref['act_per_s'])}/s.", ""]
+                  f"{a['algo']}: {_bm(a['act_per_s'])} per s; fraction of ceiling "
+                  f"{_frac_bm(a['act_per_s'], a.get('flops_per_call'), peak)} (a latency figure: one observation "
+                  "uses a sliver of the device).", ""]
+    if result.get("side_by_side"):
+        lines += side_by_side_markdown(result["side_by_side"], peak)
     if result.get("multitask"):
         t = result["multitask"]
         rr = t["ratio_to_sequential"]
         vr = t.get("vmapped_ratio_to_sequential") or {"best": float("nan"), "median": float("nan")}
+        offline_flops = next((r.get("flops_per_update") for r in result.get("offline") or []), None)
         lines += ["## Several tasks in one call (offline)", "",
                   "| tasks x seeds | one call, updates/s total | one call per task | ratio (best / median) "
-                  "| all pairs vmapped, ratio |",
-                  "|---|---|---|---|---|",
+                  "| all pairs vmapped, ratio | one call, fraction of ceiling |",
+                  "|---|---|---|---|---|---|",
                   f"| {t['tasks']} x {t['seeds_per_task']} | {_bm(t['multitask_updates_per_s_total'])} "
                   f"| {_bm(t['sequential_updates_per_s_total'])} | {rr['best']:.2f} / {rr['median']:.2f} "
-                  f"| {vr['best']:.2f} / {vr['median']:.2f} |", ""]
+                  f"| {vr['best']:.2f} / {vr['median']:.2f} "
+                  f"| {_frac_bm(t['multitask_updates_per_s_total'], offline_flops, peak)} |", ""]
     lines += ["## Compile times (s)", "", "| what | seconds |", "|---|---|"]
     for name, sec in result["compile_s"].items():
         lines.append(f"| {name} | {sec:.2f} |" if sec >= 0.01 else f"| {name} | cached (same program compiled above) |")
@@ -723,7 +1098,106 @@ def to_markdown(result: dict) -> str:
         lines += ["## Seed scaling check", "",
                   f"total({c['seeds']} seeds) = {_f(c['total'])} vs {c['required_fraction']} x {c['seeds']} x "
                   f"single-seed {_f(c['single'])} = {_f(c['required'])}: {'PASS' if c['passed'] else 'FAIL'}", ""]
+    if result.get("context"):
+        lines += ["## Context: figures not measured in this run (never used in a ratio)", "",
+                  "| figure | value | measured |", "|---|---|---|"]
+        lines += [f"| {c['figure']} | {c['value']} | {c['measured']} |" for c in result["context"]]
+        lines.append("")
     return "\n".join(lines)
+
+
+def side_by_side_markdown(sbs: dict, peak: float | None) -> list[str]:
+    ref, threads = sbs["reference"], sbs["threads"]
+    sh = sbs["shapes"]
+    commit = ref.get("commit", "?")
+    lines = [
+        "## The reference PyTorch PEX, side by side (measured in this run)", "",
+        f"Reference {commit[:7] if len(commit) == 40 else commit} from {ref.get('origin', '?')}; torch "
+        f"{ref.get('torch', '?')} on {ref.get('device', '?')}, Python {ref.get('python', '?')}, in its own venv and "
+        f"process. Its own IQL and PEX classes, networks, ReplayMemory and batch samplers, built as its "
+        f"main_offline.py / main_online.py build them, at 1 seed, obs {sh['obs']}, act {sh['act']}, hidden "
+        f"{tuple(sh['hidden'])}, batch {sh['batch']} ({sbs['dataset_rows']:,}-row dataset; online memory "
+        f"{ref.get('buffer_rows', 0):,} rows, pex-jax's buffer {sbs['project_buffer_rows']:,}). Windows of "
+        f"{sbs['window_s']} s alternate between pex-jax and the reference at {', '.join(map(str, threads))} torch "
+        f"thread(s) (A B B A ..., {sbs['reps']} per side and figure). The ratio divides by the reference at its faster "
+        "thread count; the range is over reps, each pex-jax window against the faster reference window next to it.",
+        "",
+        "| figure | pex-jax (best / median) | "
+        + " | ".join(f"reference, {t} thread{'s' if t > 1 else ''}" for t in threads)
+        + " | pex-jax / reference (best / median) | range over reps | GFLOP each "
+        "| fraction of ceiling: pex-jax / reference |",
+        "|---|---|" + "---|" * len(threads) + "---|---|---|---|",
+    ]
+    for fig in sbs["figures"]:
+        p, r = fig["project"], fig["reference"]
+        best = {k: max(v[k] for v in r.values()) for k in ("best", "median")}
+        lo, hi = fig["ratio_range"]
+        flops = fig.get("flops_per_unit")
+        ref_frac = fraction_of_ceiling(best["best"], flops, peak)
+        lines.append(
+            f"| {fig['label']} | {_bm(p)} | " + " | ".join(_bm(r[str(t)]) for t in threads)
+            + f" | **{p['best'] / best['best']:.2f}x** / {p['median'] / best['median']:.2f}x | {lo:.2f}-{hi:.2f}x "
+            f"| {f'{flops / 1e9:.3g}' if flops else '-'} "
+            f"| {_pct(fraction_of_ceiling(p['best'], flops, peak))} / {_pct(ref_frac)} |")
+    lines += ["", "Run-time patches to the reference (its files are not edited):", ""]
+    lines += [f"- {p}" for p in ref.get("patches", [])] or ["- none"]
+    lines += ["- torch.set_num_threads per window, as listed above (the reference's scripts call "
+              "torch.set_num_threads(1))", ""]
+    return lines
+
+
+def attach_fractions(result: dict) -> None:
+    """Store each rate's fraction of the ceiling next to it in the JSON (the Markdown recomputes them)."""
+    peak = (result.get("ceiling") or {}).get("peak_gflops")
+
+    def frac(rates: dict, flops) -> dict | None:
+        best = fraction_of_ceiling(rates["best"], flops, peak)
+        return None if best is None else {"best": best, "median": fraction_of_ceiling(rates["median"], flops, peak)}
+
+    for r in result.get("offline") or []:
+        r["fraction_of_ceiling"] = frac(r["fused_total"], r.get("flops_per_update"))
+    for r in result.get("online") or []:
+        for mode in ("env", "no_env"):
+            if mode in r:
+                r[mode]["fraction_of_ceiling"] = frac(r[mode]["env_steps_per_s_total"], r.get("flops_per_env_step"))
+    if result.get("act"):
+        result["act"]["fraction_of_ceiling"] = frac(result["act"]["act_per_s"], result["act"].get("flops_per_call"))
+    if result.get("multitask"):
+        flops = next((r.get("flops_per_update") for r in result.get("offline") or []), None)
+        result["multitask"]["fraction_of_ceiling"] = frac(result["multitask"]["multitask_updates_per_s_total"], flops)
+    for fig in (result.get("side_by_side") or {}).get("figures", []):
+        fig["project"]["fraction_of_ceiling"] = frac(fig["project"], fig.get("flops_per_unit"))
+        for r in fig["reference"].values():
+            r["fraction_of_ceiling"] = frac(r, fig.get("flops_per_unit"))
+
+
+def summary_lines(result: dict) -> list[str]:
+    """What `make bench` prints at the end: the ceiling and every rate's fraction of it (best windows)."""
+    c = result.get("ceiling")
+    if not c:
+        return []
+    peak = c["peak_gflops"]
+    others = ", ".join(f"{k} {_f(v['best'])}" for k, v in c["matmul"].items() if k != c["peak_from"])
+    out = [f"ceiling: peak {_f(peak)} GFLOP/s ({c['peak_from']} matmul; {others}); "
+           + "; ".join(f"{name} {flops / 1e9:.3g} GFLOP -> at most {_f(peak * 1e9 / flops)}/s"
+                       for name, flops in ceiling_rows(result))]
+    parts = [f"offline {r['seeds']} seed{'s' if r['seeds'] > 1 else ''} {_pct(r['fraction_of_ceiling']['best'])}"
+             for r in result.get("offline") or [] if r.get("fraction_of_ceiling")]
+    for r in result.get("online") or []:
+        for mode in ("env", "no_env"):
+            if (r.get(mode) or {}).get("fraction_of_ceiling"):
+                env = "env" if mode == "env" else "env excluded"
+                parts.append(f"online {r['algo']} {r['seeds']} seed{'s' if r['seeds'] > 1 else ''} {env} "
+                             f"{_pct(r[mode]['fraction_of_ceiling']['best'])}")
+    if (result.get("multitask") or {}).get("fraction_of_ceiling"):
+        parts.append(f"multitask {_pct(result['multitask']['fraction_of_ceiling']['best'])}")
+    if parts:
+        out.append("fraction of ceiling (total rate, best window): " + ", ".join(parts))
+    for fig in (result.get("side_by_side") or {}).get("figures", []):
+        lo, hi = fig["ratio_range"]
+        out.append(f"side by side: {fig['label']}: pex-jax / reference x{fig['ratio']['best']:.2f} best, "
+                   f"x{fig['ratio']['median']:.2f} median, x{lo:.2f}-{hi:.2f} over reps")
+    return out
 
 
 def _load() -> list[float]:
@@ -734,16 +1208,23 @@ def _load() -> list[float]:
 
 
 def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict:
-    """Run every measurement not in `bc.skip`; returns the result dict (also what `main` writes)."""
+    """Run every measurement not in `bc.skip`; returns the result dict (also what `main` writes).
+
+    Raises `ref_pex.RefBenchError` before anything is timed when the reference was asked for and cannot run.
+    """
     config = make_config(bc)
-    result: dict[str, Any] = {"machine": machine_info(), "reference": REFERENCE, "load_before": _load(),
+    reference = prepare_reference(bc, log) if bc.reference and "reference" not in bc.skip else None
+    result: dict[str, Any] = {"machine": machine_info(), "context": CONTEXT, "load_before": _load(),
                               "config": {**asdict(bc), "hidden_dims": list(bc.hidden_dims)}}
+    ceiling = MatmulCeiling(bc)
+    ceiling.measure()
+    log("matmul (start): " + ", ".join(f"{k} {_f(v[-1])} GFLOP/s" for k, v in ceiling.rates.items()))
     compile_s: dict[str, float] = {}
     if "offline" not in bc.skip:
         dataset = synthetic_dataset(bc.dataset_size, bc.obs_dim, bc.act_dim)
         result["offline"] = []
         for s in bc.seeds:
-            r = bench_offline(bc, config, dataset, s)
+            r = bench_offline(bc, config, dataset, s, ceiling.windows())
             log(f"offline {s} seeds: {_bm(r['fused_per_seed'])} upd/s/seed, total {_bm(r['fused_total'])}, "
                 f"x{r['ratio_to_baseline']['best']:.2f} vs per-update calls")
             result["offline"].append(r)
@@ -756,7 +1237,7 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict:
         result["online"] = []
         for algo in bc.algos:
             for s in bc.online_seeds:
-                r = bench_online(bc, config, algo, s)
+                r = bench_online(bc, config, algo, s, ceiling.windows(["update shape"]))
                 for mode in ("env", "no_env"):
                     if mode in r:
                         log(f"online {algo} {s} seeds ({mode}): {_bm(r[mode]['env_steps_per_s_per_seed'])} "
@@ -767,12 +1248,28 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict:
         result["act"] = bench_act(bc, config, bc.algos[0])
         log(f"act {bc.algos[0]}: {_bm(result['act']['act_per_s'])} /s")
         compile_s[f"act {bc.algos[0]}"] = result["act"]["compile_s"]
+    if reference is not None:
+        threads = bc.reference_threads or sorted({1, result["machine"]["cpu_affinity"] or 1})
+        device = "cpu" if jax.default_backend() == "cpu" else "auto"
+        log(f"reference: starting its worker (torch {reference['torch']}, {reference['dir']})")
+        with ref_pex.ReferenceWorker(reference["python"], reference["dir"], obs_dim=bc.obs_dim, act_dim=bc.act_dim,
+                                     hidden_dims=bc.hidden_dims, batch_size=bc.batch_size,
+                                     hp=reference_hparams(config), threads=max(threads), device=device,
+                                     dataset_size=bc.dataset_size, buffer_rows=bc.reference_buffer_rows,
+                                     buffer_capacity=bc.buffer_capacity) as worker:
+            result["side_by_side"] = bench_side_by_side(bc, config, worker, threads, log)
+        result["side_by_side"]["reference"]["python_path"] = reference["python"]
+        compile_s.update({f"side by side {k}": v for k, v in result["side_by_side"]["compile_s"].items()})
+        ceiling.measure(1)
     if "multitask" not in bc.skip and bc.tasks > 0:
         result["multitask"] = bench_multitask(bc, config, bc.tasks, min(bc.seeds))
         t = result["multitask"]
         log(f"multitask {bc.tasks} tasks: {_bm(t['multitask_updates_per_s_total'])} upd/s total, "
             f"x{t['ratio_to_sequential']['best']:.2f} vs one call per task")
         compile_s.update({f"multitask {k}": v for k, v in t["compile_s"].items()})
+    ceiling.measure()
+    result["ceiling"] = ceiling.result()
+    attach_fractions(result)
     result["compile_s"] = compile_s
     result["memory"] = memory_info()
     result["load_after"] = _load()
@@ -780,6 +1277,8 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict:
         check = scaling_check(result["offline"], bc.check_scaling)
         if check is not None:
             result["scaling_check"] = check
+    for line in summary_lines(result):
+        log(line)
     return result
 
 
@@ -834,13 +1333,33 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     p.add_argument("--dataset-size", type=int, help="offline dataset rows")
     p.add_argument("--buffer-capacity", type=int, help="online buffer rows per seed")
     p.add_argument("--shard", action="store_true", help="split seeds over all local devices when they divide")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: offline,online,act,multitask")
+    p.add_argument("--skip", default="",
+                   help="comma-separated parts to skip: offline,online,act,multitask,reference")
     p.add_argument("--check-scaling", type=float, default=0.0,
                    help="exit 1 unless offline total(S) >= this x S x total(1) for the largest S (GPU check)")
+    r = p.add_argument_group("the reference PyTorch PEX, side by side (make bench-reference)")
+    r.add_argument("--reference", default="", metavar="PYTHON",
+                   help="Python of a venv with torch and numpy (never the project's); 'auto': .venv-ref/bin/python "
+                        "when it exists")
+    r.add_argument("--reference-src", default="", metavar="PATH",
+                   help="a clone, bare git dir or source tree of github.com/Haichao-Zhang/PEX (default: git clone)")
+    r.add_argument("--reference-commit", default=ref_pex.REF_COMMIT, help="its commit (default %(default)s)")
+    r.add_argument("--reference-dir", default="", help="where its code is put (default .ref/PEX-<commit>)")
+    r.add_argument("--reference-threads", type=_int_list, help="torch thread counts to time (default 1 and the cores)")
+    r.add_argument("--reference-window", type=float, help="seconds per side-by-side window (default 3)")
+    r.add_argument("--reference-reps", type=int, help="windows per side and figure (default 4)")
     a = p.parse_args(argv)
     overrides: dict[str, Any] = {"out": a.out, "shard": a.shard, "check_scaling": a.check_scaling,
-                                 "skip": [s for s in a.skip.split(",") if s]}
-    unknown = set(overrides["skip"]) - {"offline", "online", "act", "multitask"}
+                                 "skip": [s for s in a.skip.split(",") if s], "reference": a.reference,
+                                 "reference_src": a.reference_src, "reference_commit": a.reference_commit,
+                                 "reference_dir": a.reference_dir}
+    if a.reference_threads:
+        overrides["reference_threads"] = a.reference_threads
+    if a.reference_window is not None:
+        overrides["reference_window_s"] = a.reference_window
+    if a.reference_reps is not None:
+        overrides["reference_reps"] = a.reference_reps
+    unknown = set(overrides["skip"]) - {"offline", "online", "act", "multitask", "reference"}
     if unknown:
         p.error(f"unknown --skip parts: {', '.join(sorted(unknown))}")
     if a.seeds:
@@ -862,7 +1381,11 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     bc = parse_args(argv)
-    result = run(bc, log=lambda s: print(s, flush=True))
+    try:
+        result = run(bc, log=lambda s: print(s, flush=True))
+    except ref_pex.RefBenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     json_path, md_path = write(result, bc.out)
     print(f"wrote {json_path} and {md_path}")
     check = result.get("scaling_check")

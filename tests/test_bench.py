@@ -3,10 +3,12 @@
 No timings are asserted: the machines are shared and noisy; `make bench` reports them.
 """
 
+import copy
 import json
 import os
 import subprocess
 import sys
+import textwrap
 from functools import partial
 
 import chex
@@ -16,10 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from pex_jax import bench
 from pex_jax.agents import Dims, make_offline_chunk, over_seeds
 from pex_jax.bench import (
     FAST_COMPILE,
     BenchConfig,
+    fraction_of_ceiling,
     init_offline_states,
     parse_args,
     scaling_check,
@@ -28,6 +32,7 @@ from pex_jax.bench import (
 )
 from pex_jax.multitask import make_multitask_offline_chunk, stack_datasets
 from pex_jax.networks import Dense, dense
+from pex_jax.tools import ref_pex
 
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 
@@ -77,15 +82,182 @@ def test_quick_bench_reports_act_multitask_compile_memory_and_device(quick_bench
     assert all(v > 0 for v in result["compile_s"].values()) and len(result["compile_s"]) >= 8
     assert result["memory"]["peak_rss_mib"] > 0
     assert result["machine"]["platform"] == "cpu" and result["machine"]["device_count"] >= 1
-    assert result["reference"]["offline_updates_per_s_2_threads"] == 190.0
-    for heading in ("## Offline IQL updates/s", "## Online loop", "## Action selection", "## Several tasks",
-                    "## Compile times", "## Memory"):
+    for heading in ("## Ceiling", "## Offline IQL updates/s", "## Online loop", "## Action selection",
+                    "## Several tasks", "## Compile times", "## Memory", "## Context"):
         assert heading in md
+    assert "side_by_side" not in result and "## The reference PyTorch PEX" not in md  # only when asked for
+
+
+def test_quick_bench_measures_the_matmul_ceiling_and_reports_each_rate_as_a_fraction_of_it(quick_bench):
+    result, md = quick_bench
+    c = result["ceiling"]
+    assert set(c["matmul"]) == {"update shape", "large"}
+    assert c["matmul"]["update shape"]["m"] == 32 and c["matmul"]["update shape"]["n"] == 32  # batch x hidden
+    # 2 windows each at the start and at the end; interleaved (after a warm-up window): offline 1 and 2 seeds
+    # (both sizes), online 1 seed with and without the env (update shape only)
+    assert c["matmul"]["large"]["windows"] == 4 + 2 * 3
+    assert c["matmul"]["update shape"]["windows"] == 4 + 2 * 3 + 2 * 2
+    assert all(x["best"] > 0 for x in c["matmul"].values())
+    assert c["peak_gflops"] == max(x["best"] for x in c["matmul"].values())
+    peak = c["peak_gflops"]
+    for r in result["offline"]:
+        assert r["flops_per_update"] > 1e6  # XLA's cost analysis of one IQL update at the quick shapes
+        assert r["fraction_of_ceiling"]["best"] == pytest.approx(r["fused_total"]["best"] * r["flops_per_update"]
+                                                                 / (peak * 1e9))
+    (online,) = result["online"]
+    assert online["flops_per_env_step"] > online["flops_per_update"] > 0  # the fused step acts too
+    for mode in ("env", "no_env"):
+        assert online[mode]["fraction_of_ceiling"]["best"] == pytest.approx(
+            fraction_of_ceiling(online[mode]["env_steps_per_s_total"]["best"], online["flops_per_env_step"], peak))
+    assert 0 < result["act"]["fraction_of_ceiling"]["best"] < result["offline"][0]["fraction_of_ceiling"]["best"]
+    assert "total, fraction of ceiling" in md and "ceiling at the peak" in md
 
 
 def test_markdown_renders_from_the_json_alone(quick_bench):
     result, md = quick_bench
     assert to_markdown(json.loads(json.dumps(result))) == md
+
+
+def _strip_derived(tree):
+    if isinstance(tree, dict):
+        return {k: _strip_derived(v) for k, v in tree.items() if k != "fraction_of_ceiling"}
+    return [_strip_derived(v) for v in tree] if isinstance(tree, list) else tree
+
+
+def _before_context(md: str) -> str:
+    return md.split("## Context")[0]
+
+
+def test_markdown_is_rebuilt_from_measured_fields_only(quick_bench):
+    """No figure from another machine is a denominator: context values can change and nothing else does;
+    the fractions are recomputed from the measured rate, FLOPs and peak, not read back."""
+    result, md = quick_bench
+    assert not hasattr(bench, "REFERENCE")
+    assert result["context"] and all({"figure", "value", "measured"} <= set(c) for c in result["context"])
+    other = copy.deepcopy(result)
+    for c in other["context"]:
+        c["value"] = 123456789.0
+    assert _before_context(to_markdown(other)) == _before_context(md)
+    assert to_markdown(_strip_derived(result)) == md  # stored fractions are not what the Markdown prints
+    doubled = copy.deepcopy(result)
+    doubled["ceiling"]["peak_gflops"] *= 2
+    one = result["offline"][0]
+    half = bench._pct(fraction_of_ceiling(one["fused_total"]["best"], one["flops_per_update"],
+                                          doubled["ceiling"]["peak_gflops"]))
+    assert f"| {half} / " in to_markdown(doubled).split("## Offline")[1].split("\n")[4]
+
+
+def _fake_side_by_side(monkeypatch, project_rates, reference_rates, reps=4):
+    """bench_side_by_side with scripted rates (calls per 1 s window) for both sides; returns (result, order)."""
+    order = []
+    sides = {name: (f"fn-{name}", 1, 1e9) for name in bench.SIDE_FIGURES}
+    monkeypatch.setattr(bench, "_project_side", lambda bc, config: {"sides": sides, "compile_s": {},
+                                                                    "buffer_capacity": 10})
+    count = {"p": 0}
+
+    def project_window(fn, seconds):
+        order.append("P")
+        count["p"] += 1
+        return project_rates[(count["p"] - 1) % reps], 1.0
+
+    class Worker:
+        info = {"ready": True, "torch": "x", "commit": "b0ae11e" + "0" * 33, "patches": ["a patch"], "buffer_rows": 5}
+        calls = {1: 0, 2: 0}
+
+        def window(self, figure, seconds, threads):
+            order.append(f"R{threads}")
+            self.calls[threads] += 1
+            return reference_rates[threads][(self.calls[threads] - 1) % reps], 1.0
+
+    monkeypatch.setattr(bench, "_project_window", project_window)
+    bc = BenchConfig.quick_config(reference_reps=reps)
+    return bench.bench_side_by_side(bc, None, Worker(), [1, 2], log=lambda s: None), order
+
+
+def test_side_by_side_alternates_windows_and_divides_by_the_faster_reference(monkeypatch):
+    sbs, order = _fake_side_by_side(monkeypatch, [100, 120, 90, 110], {1: [50, 40, 60, 50], 2: [30, 80, 20, 10]})
+    assert order[:12] == ["P", "R1", "R2", "R2", "R1", "P", "P", "R1", "R2", "R2", "R1", "P"]  # A B B A per figure
+    assert len(order) == 4 * 12
+    fig = sbs["figures"][0]
+    assert fig["figure"] == "offline" and fig["project"]["best"] == 120 and fig["reference"]["2"]["best"] == 80
+    assert fig["ratio"]["best"] == pytest.approx(120 / 80)  # the reference at its faster thread count
+    assert fig["ratio"]["median"] == pytest.approx(105 / 50)
+    assert fig["ratio_range"] == pytest.approx([1.5, 2.2])  # per rep: 100/50, 120/80, 90/60, 110/50
+    result = {"side_by_side": sbs, "ceiling": {"peak_gflops": 1000.0}}
+    md = "\n".join(bench.side_by_side_markdown(sbs, 1000.0))
+    assert "| **1.50x** / 2.10x | 1.50-2.20x | 1 | 12% / 8.0% |" in md  # fraction = 120 x 1 GFLOP / 1000 GFLOP/s
+    assert "- a patch" in md and "b0ae11e" in md
+    bench.attach_fractions(result)
+    assert fig["project"]["fraction_of_ceiling"]["best"] == pytest.approx(0.12)
+
+
+def _git_repo(path, versions):
+    """A git repo whose commits write pex/algorithms/pex.py with each text in turn; returns the commit ids."""
+    run = partial(subprocess.run, check=True, capture_output=True, text=True, cwd=path)
+    run(["git", "init", "-q"])
+    commits = []
+    for text in versions:
+        (path / "pex" / "algorithms").mkdir(parents=True, exist_ok=True)
+        (path / "pex" / "algorithms" / "pex.py").write_text(text)
+        run(["git", "add", "-A"])
+        run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", text])
+        commits.append(run(["git", "rev-parse", "HEAD"]).stdout.strip())
+    return commits
+
+
+def test_reference_source_comes_from_a_path_at_the_pinned_commit_or_fails_with_one_clear_message(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    first, second = _git_repo(repo, ["old", "new"])
+    dest = tmp_path / "ref"
+    info = ref_pex.prepare_source(dest, first[:7], repo, log=lambda s: None)
+    assert info["commit"] == first and (dest / "pex" / "algorithms" / "pex.py").read_text() == "old"
+    assert ref_pex.prepare_source(dest, first[:7], repo, log=lambda s: None) == info  # reused
+    with pytest.raises(ref_pex.RefBenchError, match=f"is not in the git repository.*{second[:7]}"):
+        ref_pex.prepare_source(tmp_path / "other", "0" * 7, repo, log=lambda s: None)
+    copied = ref_pex.prepare_source(tmp_path / "copy", first[:7], dest, log=lambda s: None)  # a plain tree
+    assert copied["commit"].startswith(first) and (tmp_path / "copy" / "pex" / "algorithms" / "pex.py").exists()
+    with pytest.raises(ref_pex.RefBenchError, match="does not exist"):
+        ref_pex.prepare_source(tmp_path / "x", first[:7], tmp_path / "missing", log=lambda s: None)
+    with pytest.raises(ref_pex.RefBenchError, match="git clone .* failed.*pass REF_SRC="):
+        ref_pex.prepare_source(tmp_path / "y", first[:7], None, url=f"file://{tmp_path}/nothing", log=lambda s: None)
+    assert not (tmp_path / "y").exists() and not (tmp_path / "y.partial").exists()
+
+
+def test_reference_worker_speaks_one_json_line_per_window_and_reports_worker_errors(tmp_path):
+    fake = tmp_path / "fake-python"
+    fake.write_text(f"#!{sys.executable}\n" + textwrap.dedent("""
+        import json, sys
+        if "--obs-dim" not in sys.argv or sys.argv[sys.argv.index("--obs-dim") + 1] != "29":
+            print(json.dumps({"error": "wrong arguments"}), flush=True)
+            sys.exit(1)
+        print(json.dumps({"ready": True, "patches": ["p"]}), flush=True)
+        for line in sys.stdin:
+            req = json.loads(line)
+            if req["cmd"] == "quit":
+                break
+            print(json.dumps({"calls": req["threads"] * 10, "seconds": req["seconds"]}), flush=True)
+    """))
+    fake.chmod(0o755)
+    kw = dict(act_dim=8, hidden_dims=(4, 4), batch_size=2, hp={}, threads=2)
+    with ref_pex.ReferenceWorker(str(fake), tmp_path, obs_dim=29, **kw) as worker:
+        assert worker.info["patches"] == ["p"]
+        assert worker.window("offline", 0.5, 2) == (20, 0.5)
+    assert worker.proc.poll() == 0
+    with pytest.raises(ref_pex.RefBenchError, match="wrong arguments"):
+        ref_pex.ReferenceWorker(str(fake), tmp_path, obs_dim=3, **kw)
+
+
+def test_initialisers_fall_back_to_plain_jit_when_xla_lacks_the_fast_compile_options(monkeypatch):
+    monkeypatch.setitem(bench.FAST_COMPILE, "no_such_option_in_any_xla", True)  # as jax 0.12 with the CPU options
+    np.testing.assert_array_equal(bench._fast_jit(lambda x: x + 1)(jnp.ones(2)), [2.0, 2.0])
+
+
+def test_reference_patches_must_match_exactly_once():
+    assert ref_pex._replace_once("a\nimport gym\n", "import gym\n", "gym = None\n", "f") == "a\ngym = None\n"
+    for text in ("nothing here", "import gym\nimport gym\n"):
+        with pytest.raises(ref_pex.RefBenchError, match="the reference changed"):
+            ref_pex._replace_once(text, "import gym\n", "gym = None\n", "f")
 
 
 def test_scaling_check_compares_the_largest_seed_count_with_n_times_one_seed():
@@ -99,6 +271,11 @@ def test_scaling_check_compares_the_largest_seed_count_with_n_times_one_seed():
 def test_cli_parses_seed_lists_and_rejects_unknown_parts():
     bc = parse_args(["--seeds", "1,10", "--online-seeds", "1", "--skip", "act", "--out", "x"])
     assert bc.seeds == [1, 10] and bc.online_seeds == [1] and bc.skip == ["act"] and not bc.quick
+    assert not bc.reference and bc.reference_commit == "b0ae11e"
+    bc = parse_args(["--reference", "auto", "--reference-src", "/src", "--reference-threads", "1,4",
+                     "--reference-window", "2", "--reference-reps", "6", "--skip", "reference"])
+    assert (bc.reference, bc.reference_src, bc.reference_threads, bc.reference_window_s, bc.reference_reps,
+            bc.skip) == ("auto", "/src", [1, 4], 2.0, 6, ["reference"])
     assert parse_args(["--quick"]).hidden_dims == BenchConfig.quick_config().hidden_dims
     with pytest.raises(SystemExit):
         parse_args(["--skip", "everything"])
