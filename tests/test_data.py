@@ -297,6 +297,13 @@ def test_task_time_limit_is_the_eval_limit_not_the_million_step_collection_episo
     assert make_env(task, max_episode_steps=50).spec.max_episode_steps == 50
 
 
+def test_task_without_a_usable_time_limit_takes_the_registered_one(umaze):
+    _, _, info = umaze
+    no_limit = dataclasses.replace(info, eval_env_spec=dataclasses.replace(info.eval_env_spec,
+                                                                          max_episode_steps=1_000_000))
+    assert task_for_dataset(no_limit).max_episode_steps == gym.spec("PointMaze_UMaze-v3").max_episode_steps == 300
+
+
 def test_vector_env_same_step_autoreset_exposes_final_obs():
     make_toy_dataset("toy/pendulum/vec-v0")
     _, info = load_dataset("toy/pendulum/vec-v0")

@@ -141,6 +141,25 @@ def _goal_maze_map(info: DatasetInfo) -> tuple[tuple, list[str]]:
     )
 
 
+def _episode_limit(spec: gym.envs.registration.EnvSpec, info: DatasetInfo) -> int:
+    """The spec's time limit; one that no online episode would reach (a 1M-step collection episode)
+    falls back to the limit Gymnasium registers for that env id."""
+    limit = spec.max_episode_steps
+    if limit is not None and limit <= MAX_EPISODE_STEPS:
+        return int(limit)
+    _register(spec.id)
+    try:
+        registered = gym.spec(spec.id).max_episode_steps
+    except gym.error.Error:
+        registered = None
+    if registered is None or registered > MAX_EPISODE_STEPS:
+        raise DatasetError(
+            f"dataset {info.dataset_id!r}: its env {spec.id} has time limit {limit}, and Gymnasium registers none "
+            f"below {MAX_EPISODE_STEPS}; fix: recreate the dataset with an eval env that has a time limit"
+        )
+    return int(registered)
+
+
 def task_for_dataset(info: DatasetInfo) -> Task:
     """The task a dataset is trained and evaluated on (see the module docstring)."""
     if info.source == "d4rl":
@@ -155,10 +174,7 @@ def task_for_dataset(info: DatasetInfo) -> Task:
             f"dataset {info.dataset_id!r} records no env spec, so its environment cannot be rebuilt; "
             "fix: recreate the dataset with an env_spec / eval_env"
         )
-    limit = spec.max_episode_steps
-    if limit is None or limit > MAX_EPISODE_STEPS:
-        limit = info.max_episode_steps if info.max_episode_steps and info.max_episode_steps <= MAX_EPISODE_STEPS \
-            else 1000
+    limit = _episode_limit(spec, info)
     if info.domain == "maze" and info.env_spec is not None:
         maze_map, notes = _goal_maze_map(info)
         radius = ANTMAZE_SUCCESS_RADIUS if "Ant" in spec.id else POINTMAZE_SUCCESS_RADIUS
