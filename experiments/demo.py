@@ -141,7 +141,7 @@ def _config(c, algo: str, args, out: Path):
     c.online_eval_every = max(args.online_steps // 8, 1)  # 2.5k at the default 20k, plus step 0
     c.log_every = max(min(1000, args.online_steps // 8), 1)
     c.eval_episodes = args.eval_episodes  # the study's 10 at every evaluation point
-    c.interim_eval_episodes = max(args.eval_episodes, 1)
+    c.interim_eval_episodes = args.eval_episodes
     c.progress = True
     c.wandb.enabled = os.environ.get("WANDB_MODE", "disabled") != "disabled"
     c.run_dir = str(out / algo)

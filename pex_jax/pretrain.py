@@ -163,11 +163,12 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
     for g in groups:
         group_configs = [configs[i] for i in g]
         group_data = [loaded[i] for i in g]
-        summaries.update(_pretrain_group(group_configs, group_data, seeds, dims, run_dir, resume))
+        summaries.update(_pretrain_group(group_configs, group_data, [tasks[i] for i in g], seeds, dims, run_dir,
+                                         resume))
     return summaries
 
 
-def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: bool) -> dict[str, dict]:
+def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, resume: bool) -> dict[str, dict]:
     config, t_count = configs[0], len(configs)
     group_dir = run_dir / ("_group-" + "+".join(c.task for c in configs))  # run-state checkpoints
     dirs = [run_dir / c.task / "offline" for c in configs]
@@ -177,10 +178,9 @@ def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: b
     saved = checkpoint.latest_run_state(group_dir) if resume else None
     raw, host = checkpoint.load_run_state(saved) if saved else (None, None)
     loggers, evaluators = [], []
-    for c, d, (_, info) in zip(configs, dirs, loaded, strict=True):
+    for c, d, (_, info), task in zip(configs, dirs, loaded, tasks, strict=True):
         with c.unlocked():
             c.run_dir = str(d)
-        task = task_for_dataset(info)
         announce_task(task, info)
         loggers.append(RunLogger(d, run_record(c, task, info), seeds, use_wandb=bool(c.wandb.enabled),
                                  resume=resume and (d / "config.json").exists(),
@@ -240,11 +240,11 @@ def _pretrain_group(configs, loaded, seeds, dims: Dims, run_dir: Path, resume: b
                                     offline_meta(c, seeds, dims) | {"final_eval": _scores(last[i])})
             scores = last[i].normalized_score if last[i] is not None else np.full(len(seeds), np.nan)
             loggers[i].summary({"final/normalized_score": scores, "offline/normalized_score": scores},
-                               {"score": SCORE_NAMES[evaluators[i].task.score], "data_source": loaded[i][1].source,
+                               {"score": SCORE_NAMES[tasks[i].score], "data_source": loaded[i][1].source,
                                 "timing": {"eval_s": round(evaluators[i].total_seconds, 2),
                                            "eval_env_steps": evaluators[i].total_env_steps}})
             summaries[c.task] = json.loads((dirs[i] / "summary.json").read_text())
-            print(f"\n{SCORE_NAMES[evaluators[i].task.score]} for {c.task} / offline:\n"
+            print(f"\n{SCORE_NAMES[tasks[i].score]} for {c.task} / offline:\n"
                   f"{format_table([('offline (end)', seeds, scores)])}\n", flush=True)
     finally:
         for logger in loggers:

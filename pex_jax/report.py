@@ -51,8 +51,7 @@ class Run:
     @property
     def source(self) -> str:
         """Where the data came from: d4rl (original files), minari, or local (generated here)."""
-        src = str(self.config.get("data_source", "minari"))
-        return "local" if src == "minari" and str(self.config.get("dataset_id", "")).startswith("pex/") else src
+        return str(self.config.get("data_source", "?"))
 
     @property
     def scale(self) -> str:

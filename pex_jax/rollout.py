@@ -170,7 +170,7 @@ class Evaluator:
         minari = None
         if self.task.score == "success":
             headline = 100.0 * success_rate
-            if self.info.source == "minari" and self.info.ref_min_score is not None \
+            if self.info.source in ("minari", "local") and self.info.ref_min_score is not None \
                     and self.info.ref_max_score is not None and self.info.ref_max_score != self.info.ref_min_score:
                 minari = np.array([normalized_score(r, self.info).mean() for r in returns])
         else:

@@ -453,7 +453,7 @@ def run(config: ml_collections.ConfigDict) -> dict:
     summary: dict = {"task": config.task, "algo": config.algo, "seeds": seeds, "dataset_id": config.dataset_id}
     phase = resume_state[1]["phase"] if resume_state else None
     try:
-        offline_states, offline_eval, offline_step = None, None, 0
+        offline_states, offline_eval, offline_step, step0_eval = None, None, 0, None
         if spec.offline_phase:
             offline_step = int(config.offline_steps)
             source = config.offline_checkpoint or (str(own_offline) if offline_done else "")
@@ -497,8 +497,8 @@ def run(config: ml_collections.ConfigDict) -> dict:
         finals = {"final/normalized_score": final}
         if offline_eval:
             finals["offline/normalized_score"] = offline_eval.normalized_score
-        if "online_step0/normalized_score" in summary:
-            finals["online_step0/normalized_score"] = np.asarray(summary["online_step0/normalized_score"])
+        if step0_eval is not None:
+            finals["online_step0/normalized_score"] = step0_eval.normalized_score
         logger.summary(finals, info_out)
     finally:
         logger.close()

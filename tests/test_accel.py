@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pex_jax.agents import ALGORITHMS, Dims, init_offline_state, init_online_state, make_offline_chunk, make_online_step
+from pex_jax.agents import ALGORITHMS, init_offline_state, init_online_state, make_offline_chunk, make_online_step
+from pex_jax.bench import box_dims, synthetic_dataset
 from pex_jax.config import default_config
 from pex_jax.iql import Batch
 from pex_jax.replay import ReplayBuffer
@@ -18,7 +19,7 @@ from pex_jax.replay import ReplayBuffer
 pytestmark = pytest.mark.accel
 
 OBS, ACT, SEEDS = 29, 8, 2
-DIMS = Dims(OBS, ACT, (-1.0,) * ACT, (1.0,) * ACT)
+DIMS = box_dims(OBS, ACT)
 
 
 def _config():
@@ -30,11 +31,7 @@ def _config():
 
 
 def _dataset(n=1000):
-    rng = np.random.default_rng(0)
-    f = np.float32
-    return Batch(jnp.asarray(rng.normal(size=(n, OBS)), f), jnp.asarray(rng.uniform(-1, 1, (n, ACT)), f),
-                 jnp.asarray(rng.integers(0, 2, n) - 1.0, f), jnp.asarray(rng.normal(size=(n, OBS)), f),
-                 jnp.asarray(rng.integers(0, 2, n), f))
+    return synthetic_dataset(n, OBS, ACT)
 
 
 def _keys(base):

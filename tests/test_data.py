@@ -210,6 +210,7 @@ def test_generated_pointmaze_round_trip_splits_episodes_at_success(umaze):
     assert n == GEN_STEPS and tr.observations.shape == (n, 8) and tr.actions.shape == (n, 2)
     assert info.domain == "maze" and info.default_reward_transform == "minus_one"
     assert info.score_source == "metadata" and info.ref_max_score > info.ref_min_score
+    assert info.source == "local"  # pex/ namespace: generated here, named so in every report row
     assert info.max_episode_steps == 300  # eval env keeps the registered UMaze limit
     ends = np.flatnonzero(tr.episode_ends)
     assert len(ends) == info.total_episodes > 10

@@ -27,7 +27,8 @@ def write_run(
 ) -> Path:
     """A run dir in the metrics.jsonl contract; evals every 100 offline updates / 50 env steps."""
     run_dir.mkdir(parents=True)
-    cfg = {"task": task, "algo": algo, "seeds": seeds, "dataset_id": f"pex/{task}-v0", "offline_checkpoint": ""}
+    cfg = {"task": task, "algo": algo, "seeds": seeds, "dataset_id": f"pex/{task}-v0", "offline_checkpoint": "",
+           "data_source": "local"}
     (run_dir / "config.json").write_text(json.dumps({**cfg, **config}))
     lines = []
     n_off = len(next(iter(offline.values()))) if offline else 0

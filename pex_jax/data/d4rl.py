@@ -25,6 +25,7 @@ import gymnasium as gym
 import numpy as np
 
 from pex_jax.data.minari import DatasetInfo, Transitions
+from pex_jax.envs.d4rl_antmaze import ACT_DIM, OBS_DIM, TASKS, free_space_fraction
 from pex_jax.errors import ConfigError, CorruptDatasetError, DatasetError, DatasetNotFoundError
 
 # Basenames of the six v2 files, as registered in D4RL's d4rl/locomotion/__init__.py (`dataset_url`).
@@ -40,7 +41,6 @@ D4RL_ANTMAZE_FILES: dict[str, str] = {
 D4RL_URL_BASE = "http://rail.eecs.berkeley.edu/datasets/offline_rl/ant_maze_v2/"
 
 PREFIX = "d4rl:"
-OBS_DIM, ACT_DIM = 29, 8
 MIN_FREE_FRACTION = 0.98
 ACTION_SLACK = 1e-6
 _CHUNK = 1 << 20
@@ -56,10 +56,6 @@ def d4rl_dataset_dir() -> Path:
 
 def is_d4rl_id(dataset_id: str) -> bool:
     return dataset_id.startswith(PREFIX)
-
-
-def _maze_name(task: str) -> str:
-    return task.split("-")[1]  # umaze | medium | large
 
 
 def _minari_id(task: str) -> str:
@@ -303,18 +299,17 @@ def _validate(path: Path, task: str, data: dict[str, np.ndarray], fix: str) -> N
     max_abs = float(np.abs(data["actions"]).max())
     if max_abs > 1.0 + ACTION_SLACK:
         raise corrupt(f"has actions outside [-1, 1]: expected D4RL's normalised actions, found max |a| = {max_abs:.6g}")
-    from pex_jax.envs.d4rl_antmaze import TASKS, free_space_fraction
 
     xy = np.asarray(data["observations"][:, :2], np.float64)
     fraction = float(free_space_fraction(TASKS[task].maze, xy))
     if fraction < MIN_FREE_FRACTION:
         fits = [
             t for t in D4RL_ANTMAZE_FILES
-            if _maze_name(t) != _maze_name(task) and float(free_space_fraction(TASKS[t].maze, xy)) >= MIN_FREE_FRACTION
+            if TASKS[t].maze != TASKS[task].maze and float(free_space_fraction(TASKS[t].maze, xy)) >= MIN_FREE_FRACTION
         ]
         hint = f" ({' or '.join(fits)})" if fits else ""
         raise DatasetError(
-            f"D4RL file {path}: the data's positions do not fit the {_maze_name(task)} maze of {task} (only "
+            f"D4RL file {path}: the data's positions do not fit the {TASKS[task].maze} maze of {task} (only "
             f"{100 * fraction:.1f}% on free cells, expected >= {100 * MIN_FREE_FRACTION:.0f}%): it belongs to another "
             f"maze; fix: use the matching task{hint}"
         )
@@ -381,7 +376,7 @@ def load_d4rl_antmaze(dataset_id: str, download: bool = True, progress: bool = T
         score_source="d4rl",
         env_spec=None,
         eval_env_spec=None,
-        max_episode_steps=700 if _maze_name(task) == "umaze" else 1000,
+        max_episode_steps=TASKS[task].max_episode_steps,
         total_steps=len(transitions),
         total_episodes=int(transitions.episode_ends.sum()),
         domain="maze",

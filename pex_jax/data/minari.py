@@ -73,7 +73,7 @@ class DatasetInfo:
     total_episodes: int
     domain: str  # "maze" | "locomotion" | "other"
     default_reward_transform: str  # "minus_one" for maze, "identity" otherwise
-    source: str = "minari"  # "minari" | "d4rl": where the transitions came from
+    source: str = "minari"  # "minari" | "local" (generated here, pex/ namespace) | "d4rl": where the data came from
     task_hint: str | None = None  # the env task a non-Minari file belongs to, e.g. "antmaze-umaze-v2"
     files: tuple = ()  # ({"path", "size", "sha256"}, ...) of the data files read, for config.json
 
@@ -346,6 +346,7 @@ def load_dataset(dataset_id: str, download: bool | None = None) -> tuple[Transit
         total_episodes=int(metadata["total_episodes"]),
         domain=domain,
         default_reward_transform="minus_one" if domain == "maze" else "identity",
+        source="local" if dataset_id.startswith("pex/") else "minari",
     )
     return Transitions(**arrays), info
 

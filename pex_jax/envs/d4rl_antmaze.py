@@ -155,6 +155,36 @@ def patch_d4rl_physics(model: mujoco.MjModel) -> None:
     model.geom_solimp[:] = D4RL_SOLIMP
 
 
+D4RL_QPOS0 = np.array([0.0, 0.0, 0.75, 1.0] + [0.0] * 11)  # D4RL init_qpos: torso z 0.75, identity quat, joints 0
+
+
+def d4rl_start_state(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """D4RL AntEnv.reset_model (non_zero_reset=False): qpos0 + U(-0.1, 0.1) on all 15, qvel 0.1 N(0, 1)."""
+    qpos = D4RL_QPOS0 + rng.uniform(-_START_QPOS_NOISE, _START_QPOS_NOISE, size=15)
+    return qpos, _START_QVEL_SCALE * rng.standard_normal(14)
+
+
+def make_patched_ant(gym_id: str, maze_map: list[list], render_mode: str | None = None) -> tuple[gym.Env, Any, Any]:
+    """(gym env, its maze env, its ant env) for a Gymnasium-Robotics AntMaze v4 with D4RL's ant physics.
+
+    The gym wrappers (TimeLimit, checkers) are for callers who step `.unwrapped` and keep their own count.
+    """
+    import gymnasium_robotics
+
+    gym.register_envs(gymnasium_robotics)
+    with warnings.catch_warnings():  # v4 is deliberate: its 27-d ant obs is D4RL's (v5 adds cfrc_ext)
+        warnings.filterwarnings("ignore", message=".*is out of date.*")
+        env = gym.make(gym_id, maze_map=maze_map, continuing_task=True, render_mode=render_mode,
+                       disable_env_checker=True)
+    maze = env.unwrapped
+    with contextlib.suppress(OSError, AttributeError):  # gymnasium-robotics leaves its maze XML in /tmp
+        os.remove(maze.tmp_xml_file_path)
+    ant = maze.ant_env
+    patch_d4rl_physics(ant.model)
+    assert ant.model.nq == 15 and ant.model.nv == 14 and ant.model.nu == ACT_DIM, "unexpected ant model"
+    return env, maze, ant
+
+
 class D4RLAntMazeEnv(gym.Env):
     """D4RL antmaze v2 task on a patched Gymnasium-Robotics AntMaze_*-v4 (see the module docstring).
 
@@ -167,35 +197,21 @@ class D4RLAntMazeEnv(gym.Env):
     def __init__(self, task_id: str, render_mode: str | None = None):
         if task_id not in TASKS:
             raise ConfigError(f"unknown D4RL antmaze task {task_id!r}; valid ids: {', '.join(TASKS)}")
-        import gymnasium_robotics
-
-        gym.register_envs(gymnasium_robotics)
         self.task: AntMazeSpec = TASKS[task_id]
         spec = self.task
         self.render_mode = render_mode
         self.max_episode_steps = spec.max_episode_steps
         gym_map = [list(row) for row in reversed(spec.d4rl_map)]  # route B: rows reversed -> pure translation
-        # The gym wrappers (TimeLimit, order/env checkers) are bypassed: we step `.unwrapped` and count steps here.
-        with warnings.catch_warnings():  # v4 is deliberate: its 27-d ant obs is D4RL's (v5 adds cfrc_ext)
-            warnings.filterwarnings("ignore", message=".*is out of date.*")
-            self._gym_env = gym.make(spec.gym_id, maze_map=gym_map, continuing_task=True, render_mode=render_mode,
-                                     disable_env_checker=True)
-        self._maze = self._gym_env.unwrapped
-        with contextlib.suppress(OSError, AttributeError):  # gymnasium-robotics leaves its maze XML in /tmp
-            os.remove(self._maze.tmp_xml_file_path)
-        self._ant = self._maze.ant_env
+        # We step `.unwrapped` and count steps here (no TimeLimit).
+        self._gym_env, self._maze, self._ant = make_patched_ant(spec.gym_id, gym_map, render_mode)
         self.model: mujoco.MjModel = self._ant.model
         self.data: mujoco.MjData = self._ant.data
-        patch_d4rl_physics(self.model)
-        assert self.model.nq == 15 and self.model.nv == 14 and self.model.nu == ACT_DIM, "unexpected ant model"
         self.frame_skip = int(self._ant.frame_skip)
 
         self.offset = np.asarray(spec.offset, dtype=np.float64)
         self._ox, self._oy = spec.offset
         self._start_xy_g = np.asarray(cell_to_xy(*spec.start_cell)) + self.offset
         self._goal_cell_xy = np.asarray(cell_to_xy(*spec.goal_cell), dtype=np.float64)
-        self._qpos0 = np.zeros(15)
-        self._qpos0[2:4] = (0.75, 1.0)  # D4RL init_qpos: torso at z 0.75, identity quaternion, joints 0
 
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(ACT_DIM,), dtype=np.float32)
@@ -248,8 +264,7 @@ class D4RLAntMazeEnv(gym.Env):
             self._inner_seeded = True
         self._maze.reset(seed=inner_seed)  # mj_resetData: clears time, ctrl, warmstart
         # D4RL AntEnv.reset_model (non_zero_reset=False), then the start cell (the origin in D4RL's frame).
-        qpos = self._qpos0 + rng.uniform(-_START_QPOS_NOISE, _START_QPOS_NOISE, size=15)
-        qvel = _START_QVEL_SCALE * rng.standard_normal(14)
+        qpos, qvel = d4rl_start_state(rng)
         qpos[:2] += self._start_xy_g
         self._ant.set_state(qpos, qvel)
         # D4RL MazeEnv.goal_sampler: cell + U(0, 1) + U(0, 0.5) per axis, then max(., 0).

@@ -20,10 +20,7 @@ terminated (D4RL's goal-reaching env ignores health too).
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -31,7 +28,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from pex_jax.envs.d4rl_antmaze import ACT_DIM, patch_d4rl_physics
+from pex_jax.envs.d4rl_antmaze import ACT_DIM, d4rl_start_state, make_patched_ant
 
 # Controller observation layout (float64, 29): the D4RL ant state without absolute xy, then the target relative
 # to the torso in the world frame (not rescaled).
@@ -47,8 +44,6 @@ TARGET_MAX_DIST = 5.0
 MAX_EPISODE_STEPS = 300
 SUCCESS_BONUS = 1.0
 _HALF = 4  # open-floor map: (2 * _HALF + 1)^2 cells, border walls only -> the origin is the centre cell's centre
-_START_QPOS_NOISE = 0.1
-_START_QVEL_SCALE = 0.1
 
 
 def controller_observation(d4rl_obs: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
@@ -82,21 +77,10 @@ class GoalReachingAnt(gym.Env):
         self.render_mode = render_mode
         n = 2 * _HALF + 1
         open_map = [[1] * n] + [[1] + [0] * (n - 2) + [1] for _ in range(n - 2)] + [[1] * n]
-        with warnings.catch_warnings():  # v4 is deliberate: its ant is the one d4rl_antmaze patches
-            warnings.filterwarnings("ignore", message=".*is out of date.*")
-            self._gym_env = gym.make("AntMaze_UMaze-v4", maze_map=open_map, continuing_task=True,
-                                     render_mode=render_mode, disable_env_checker=True)
-        self._maze = self._gym_env.unwrapped
-        with contextlib.suppress(OSError, AttributeError):  # gymnasium-robotics leaves its maze XML in /tmp
-            os.remove(self._maze.tmp_xml_file_path)
-        self._ant = self._maze.ant_env
+        self._gym_env, self._maze, self._ant = make_patched_ant("AntMaze_UMaze-v4", open_map, render_mode)
         self.model: mujoco.MjModel = self._ant.model
         self.data: mujoco.MjData = self._ant.data
-        patch_d4rl_physics(self.model)
-        assert self.model.nq == 15 and self.model.nv == 14 and self.model.nu == ACT_DIM, "unexpected ant model"
         self.frame_skip = int(self._ant.frame_skip)
-        self._qpos0 = np.zeros(15)
-        self._qpos0[2:4] = (0.75, 1.0)  # D4RL init_qpos: torso z 0.75, identity quaternion, joints 0
 
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(OBS_DIM,), dtype=np.float64)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(ACT_DIM,), dtype=np.float32)
@@ -144,8 +128,7 @@ class GoalReachingAnt(gym.Env):
         super().reset(seed=seed)
         rng = self.np_random
         mujoco.mj_resetData(self.model, self.data)  # clears time, ctrl, warm start; the model patch stays
-        qpos = self._qpos0 + rng.uniform(-_START_QPOS_NOISE, _START_QPOS_NOISE, size=15)
-        qvel = _START_QVEL_SCALE * rng.standard_normal(14)
+        qpos, qvel = d4rl_start_state(rng)
         if self.random_yaw:
             yaw = rng.uniform(0.0, 2.0 * math.pi)
             quat = np.empty(4)
