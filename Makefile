@@ -53,7 +53,7 @@ RUN ?=
 TEST_PLATFORMS ?= cpu
 
 .DEFAULT_GOAL := help
-.PHONY: help test lint data demo antmaze pointmaze bench report sweep study clean
+.PHONY: help test lint data data-antmaze ant-expert demo antmaze pointmaze bench report sweep study clean
 
 ANTMAZE_TASKS := umaze umaze-diverse medium-play medium-diverse large-play large-diverse
 POINTMAZE_TASKS := umaze medium large
@@ -98,6 +98,12 @@ lint: $(STAMP) ## ruff check
 data: $(STAMP) ## generate the local PointMaze datasets (umaze, medium, large) into MINARI_DATASETS_PATH
 	$(PY) -m pex_jax.data.generate --maze=all $(ARGS)
 
+data-antmaze: $(STAMP) ## generate the six local AntMaze datasets pex/antmaze/<task>-v0 (ARGS='--task=umaze --steps=N --noise=0.2 --seed=0')
+	$(PY) -m pex_jax.data.antmaze_generate --task=all --skip-existing $(ARGS)
+
+ant-expert: $(STAMP) ## train the goal-reaching ant controller for AntMaze data (SAC, ~40 min on 2 CPU cores)
+	$(PY) -m pex_jax.data.ant_controller train --steps=400000 --seed=0 $(ARGS)
+
 demo: $(STAMP) ## offline -> online (offline, direct, pex) on a small local PointMaze dataset in minutes
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) experiments/demo.py $(ARGS)
 
@@ -106,6 +112,9 @@ antmaze: $(STAMP) ## AntMaze: SEED=0-9 ALGO=pex TASK=<task[,task]> SOURCE=d4rl|m
 	  *) echo "error: SOURCE=$(SOURCE) is not a data source; use SOURCE=d4rl (original D4RL files, the default), SOURCE=minari (Minari D4RL/antmaze/*-v1) or SOURCE=local (generated here)" >&2; exit 2;; esac; \
 	tasks=""; for t in $$(echo '$(or $(TASK),$(ANTMAZE_TASKS))' | tr , ' '); do \
 	  case "$$t" in *-d4rl|*-local) tasks="$$tasks $$t";; *) tasks="$$tasks $$t$$sfx";; esac; done; \
+	local=$$(for t in $$tasks; do case "$$t" in *-local) printf '%s,' "$${t%-local}";; esac; done); \
+	if [ -n "$$local" ]; then echo "== antmaze local datasets: generating what is missing ($${local%,})"; \
+	  $(PY) -m pex_jax.data.antmaze_generate --task="$${local%,}" --skip-existing; fi; \
 	if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ]; then \
 	  echo "== antmaze offline pre-training, all tasks x seeds $(SEED) per device call -> $(AM_RUN)"; \
 	  $(PY) -m pex_jax.pretrain --config=experiments/configs/antmaze.py --tasks="$$(echo $$tasks | tr ' ' ,)" \

@@ -92,7 +92,7 @@ def test_obs_layout_and_target(ant):
     np.testing.assert_allclose(obs[OBS_LAYOUT["target_rel_xy"]], info["target"] - info["xy"])
     np.testing.assert_allclose(obs[OBS_LAYOUT["qpos_2_15"]], ant.data.qpos[2:15])
     np.testing.assert_allclose(obs[OBS_LAYOUT["qvel_0_14"]], ant.data.qvel)
-    assert 2.0 <= np.linalg.norm(info["target"] - info["xy"]) <= 5.0
+    assert 1.0 <= np.linalg.norm(info["target"] - info["xy"]) <= 6.0
     # no absolute xy: moving the ant and the target together leaves the observation unchanged
     qpos, qvel = ant.data.qpos.copy(), ant.data.qvel.copy()
     qpos[:2] += (3.0, -2.0)
@@ -114,9 +114,13 @@ def test_progress_reward_sign_and_success(ant):
     assert r < 0 and not term
     qpos[:2] = info["target"]  # onto the target
     ant.set_state(qpos, qvel)
-    _, r, term, trunc, step_info = ant.step(ZERO)
-    assert term and not trunc and step_info["success"] and step_info["distance"] <= SUCCESS_RADIUS
+    obs, r, term, trunc, step_info = ant.step(ZERO)
+    assert step_info["success"] and step_info["distance"] <= SUCCESS_RADIUS and not term and not trunc
     assert r > ant.success_bonus
+    # continuing: a new target 1-6 m from where the ant is, and the observation already points at it
+    new = step_info["target"]
+    assert not np.allclose(new, info["target"]) and 1.0 <= np.linalg.norm(new - step_info["xy"]) <= 6.0
+    np.testing.assert_allclose(obs[OBS_LAYOUT["target_rel_xy"]], new - step_info["xy"])
 
 
 def test_truncation(ant):
@@ -124,6 +128,32 @@ def test_truncation(ant):
     outs = [ant.step(ZERO) for _ in range(5)]
     assert [o[3] for o in outs] == [False] * 4 + [True]
     assert not any(o[2] for o in outs)
+
+
+def test_unreached_target_is_replaced_and_a_flip_terminates():
+    env = GoalReachingAnt(max_episode_steps=50, target_steps=3)
+    try:
+        _, info = env.reset(seed=0)
+        targets = [env.step(ZERO)[4]["target"] for _ in range(6)]
+        assert np.allclose(targets[0], info["target"]) and np.allclose(targets[1], info["target"])
+        assert not np.allclose(targets[2], info["target"])  # replaced after 3 steps without success
+        assert not np.allclose(targets[5], targets[2])
+        qpos, qvel = env.data.qpos.copy(), np.zeros(14)
+        qpos[2] = 2.0  # torso thrown up: above the healthy band [0.2, 1.0] (as after a flip-over jump)
+        env.set_state(qpos, qvel)
+        _, _, term, trunc, _ = env.step(ZERO)
+        assert term and not trunc
+    finally:
+        env.close()
+
+
+def test_far_targets_are_seen_at_the_edge_of_the_training_range(ant):
+    ant.reset(seed=5)
+    obs = ant.set_target(ant.xy + np.array([30.0, -40.0]))
+    np.testing.assert_allclose(obs[OBS_LAYOUT["target_rel_xy"]], [3.6, -4.8])  # 50 m -> 6 m, same direction
+    d4 = np.zeros(29)
+    np.testing.assert_allclose(controller_observation(d4, [0.0, 12.0])[27:], [0.0, 6.0])
+    np.testing.assert_allclose(controller_observation(d4, [1.0, 2.0])[27:], [1.0, 2.0])
 
 
 def test_seeding_reproducible(ant):

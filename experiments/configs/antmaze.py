@@ -7,7 +7,8 @@ Usage: --config=experiments/configs/antmaze.py:<task>[-d4rl]
                 rules. These are the numbers that compare with the paper.
   <task>        Minari `D4RL/antmaze/<task>-v1`: re-collected in Gymnasium-Robotics physics; trained and
                 evaluated on its fixed-cell task in the maze the data came from (docs/deviations.md).
-  <task>-local  `pex/antmaze/<task>-v0`, AntMaze data generated on this machine (not in this version yet).
+  <task>-local  `pex/antmaze/<task>-v0`, generated on this machine with D4RL's recipe (`make data-antmaze`),
+                evaluated in the same D4RL AntMaze env as -d4rl.
 Reference (README commands): expectile 0.9, beta 10, inv_temperature 10, 100 eval episodes,
 1M offline updates and 1M online env steps; rewards r - 1. The score is D4RL's: 100 x success rate.
 """

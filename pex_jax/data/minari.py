@@ -90,8 +90,9 @@ def dataset_dir(dataset_id: str) -> Path:
 
 def _fix_hint(dataset_id: str) -> str:
     if dataset_id.startswith("pex/antmaze/"):
-        return ("AntMaze data generation is not part of this version yet; use the original D4RL files "
-                "(SOURCE=d4rl, --config.dataset_id=d4rl:<task>) or Minari's (SOURCE=minari)")
+        name = dataset_id[len("pex/antmaze/") :].split("-v")[0]
+        return (f"generate it locally with `make data-antmaze` or `python -m pex_jax.data.antmaze_generate "
+                f"--task={name}` (same MINARI_DATASETS_PATH)")
     if dataset_id.startswith(LOCAL_NAMESPACE):
         maze = dataset_id[len(LOCAL_NAMESPACE) :].split("-v")[0]
         maze_arg = maze if maze in ("umaze", "medium", "large") else "all"

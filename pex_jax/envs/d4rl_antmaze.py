@@ -194,13 +194,17 @@ class D4RLAntMazeEnv(gym.Env):
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 10}
 
-    def __init__(self, task_id: str, render_mode: str | None = None):
+    def __init__(self, task_id: str, render_mode: str | None = None, end_at_success: bool = True,
+                 max_episode_steps: int | None = None):
+        """`end_at_success=False, max_episode_steps=1000` is the data-collection variant (D4RL's collection episodes
+        run their full length whatever happens); the defaults are the evaluation task."""
         if task_id not in TASKS:
             raise ConfigError(f"unknown D4RL antmaze task {task_id!r}; valid ids: {', '.join(TASKS)}")
         self.task: AntMazeSpec = TASKS[task_id]
         spec = self.task
         self.render_mode = render_mode
-        self.max_episode_steps = spec.max_episode_steps
+        self.end_at_success = bool(end_at_success)
+        self.max_episode_steps = int(max_episode_steps or spec.max_episode_steps)
         gym_map = [list(row) for row in reversed(spec.d4rl_map)]  # route B: rows reversed -> pure translation
         # We step `.unwrapped` and count steps here (no TimeLimit).
         self._gym_env, self._maze, self._ant = make_patched_ant(spec.gym_id, gym_map, render_mode)
@@ -248,6 +252,10 @@ class D4RLAntMazeEnv(gym.Env):
         self._ant.set_state(qpos_g, np.asarray(qvel, dtype=np.float64))
         return self._obs()
 
+    def set_goal(self, goal_d: np.ndarray) -> None:
+        """Move the goal (D4RL frame); success and reward refer to it from the next step on."""
+        self._set_goal(goal_d)
+
     def _set_goal(self, goal_d: np.ndarray) -> None:
         self._goal = np.asarray(goal_d, dtype=np.float64).copy()
         self._gx, self._gy = float(self._goal[0]), float(self._goal[1])
@@ -286,11 +294,12 @@ class D4RLAntMazeEnv(gym.Env):
         obs = self._obs()
         distance = math.hypot(obs[0] - self._gx, obs[1] - self._gy)
         success = distance <= SUCCESS_RADIUS
-        truncated = (not success) and self._steps >= self.max_episode_steps
+        terminated = success and self.end_at_success
+        truncated = (not terminated) and self._steps >= self.max_episode_steps
         if self.render_mode == "human":
             self._ant.render()
         info = {"success": success, "goal": self._goal.copy(), "distance": distance}
-        return obs, (1.0 if success else 0.0), success, truncated, info
+        return obs, (1.0 if success else 0.0), terminated, truncated, info
 
     def render(self):
         return self._ant.render()
@@ -309,3 +318,16 @@ def make_d4rl_antmaze(task_id: str, seed: int | None = None) -> D4RLAntMazeEnv:
         env.np_random = np.random.default_rng(seed)
         env.action_space.seed(seed)
     return env
+
+
+GYM_ID = "pex/D4RLAntMaze-v2"
+
+
+def register() -> None:
+    """Register `GYM_ID` (kwargs: task_id, end_at_success, max_episode_steps) so that Minari datasets can name this
+    env in their env specs and `gym.make` can rebuild it from them. Idempotent."""
+    if GYM_ID not in gym.registry:
+        gym.register(GYM_ID, entry_point=f"{__name__}:D4RLAntMazeEnv", disable_env_checker=True)
+
+
+register()

@@ -10,12 +10,18 @@ World: Gymnasium-Robotics `AntMaze_UMaze-v4` built on a 9 x 9 map whose only wal
 D4RL frame by a translation only (`d4rl_antmaze`, route B), so world-frame relative targets and the torso yaw mean
 the same in both envs.
 
-Episode: the ant starts at the origin in D4RL's start pose (qpos0 + U(-0.1, 0.1) on all 15 qpos, 0.1 N(0, 1) on
-qvel) with, by default, a uniform random yaw; the target is start xy + r (cos a, sin a), r ~ U(2, 5) m,
-a ~ U(0, 2 pi). Reward per step = (d_prev - d) + success_bonus * 1[d <= 0.5], with d the torso-target distance
-after the step and d_prev before it (so the undiscounted return telescopes to d_0 - d_T plus the bonus). Success
-(d <= 0.5 m) terminates; otherwise the episode is truncated after `max_episode_steps`. A flipped ant is not
-terminated (D4RL's goal-reaching env ignores health too).
+Episode (continuing, so that the controller learns to switch targets while moving, as waypoint following needs):
+the ant starts at the origin in D4RL's start pose (qpos0 + U(-0.1, 0.1) on all 15 qpos, 0.1 N(0, 1) on qvel)
+with, by default, a uniform random yaw. A target is drawn at r ~ U(1, 6) m in a uniform direction from the torso
+(kept inside |x|, |y| <= 9 m, away from the border walls). Reward per step = (d_prev - d) + success_bonus *
+1[d <= 0.5], with d the torso-target distance after the step and d_prev before it: progress toward the target, in
+metres. On success a new target is drawn from where the ant is; a target not reached within `target_steps` steps
+is replaced too. The episode terminates only when the torso height leaves [0.2, 1.0] m (a flipped or jumping ant,
+OGBench's rule), and is truncated after `max_episode_steps`.
+
+The relative target in the observation is clipped to norm `TARGET_MAX_DIST` (6 m): a far waypoint looks like one
+at the edge of the training range, in the same direction, so the controller is never asked about distances it
+never saw.
 """
 
 from __future__ import annotations
@@ -39,11 +45,20 @@ OBS_LAYOUT: dict[str, slice] = {
 }
 OBS_DIM = 29
 SUCCESS_RADIUS = 0.5
-TARGET_MIN_DIST = 2.0
-TARGET_MAX_DIST = 5.0
-MAX_EPISODE_STEPS = 300
+TARGET_MIN_DIST = 1.0
+TARGET_MAX_DIST = 6.0
+TARGET_BOX = 9.0  # targets stay inside |x|, |y| <= 9 m; the border walls are at 14 m
+MAX_EPISODE_STEPS = 1000
+TARGET_STEPS = 150
 SUCCESS_BONUS = 1.0
+HEALTHY_Z = (0.2, 1.0)
 _HALF = 4  # open-floor map: (2 * _HALF + 1)^2 cells, border walls only -> the origin is the centre cell's centre
+
+
+def clip_relative(rel: np.ndarray) -> np.ndarray:
+    """Relative target(s) (..., 2) scaled down to norm <= TARGET_MAX_DIST, direction kept."""
+    norm = np.linalg.norm(rel, axis=-1, keepdims=True)
+    return rel * np.minimum(1.0, TARGET_MAX_DIST / np.maximum(norm, 1e-12))
 
 
 def controller_observation(d4rl_obs: np.ndarray, target_xy: np.ndarray) -> np.ndarray:
@@ -53,27 +68,29 @@ def controller_observation(d4rl_obs: np.ndarray, target_xy: np.ndarray) -> np.nd
     target_xy = np.asarray(target_xy, dtype=np.float64)
     if d4rl_obs.shape[-1] != OBS_DIM:
         raise ValueError(f"expected a D4RL antmaze observation with 29 entries, got shape {d4rl_obs.shape}")
-    rel = target_xy - d4rl_obs[..., :2]
+    rel = clip_relative(target_xy - d4rl_obs[..., :2])
     return np.concatenate((d4rl_obs[..., 2:], np.broadcast_to(rel, d4rl_obs.shape[:-1] + (2,))), axis=-1)
 
 
 class GoalReachingAnt(gym.Env):
-    """Reach a target 2-5 m away on an open floor with the D4RL ant (see the module docstring).
+    """Reach target after target, each 1-6 m away, on an open floor with the D4RL ant (see the module docstring).
 
     obs: float64 (29,) per OBS_LAYOUT; action: float32 (8,) in [-1, 1] (torque 30 a, as D4RL).
-    step info: {"success", "distance", "target", "xy"}; reset info: {"success": False, "target", "xy"}.
+    step info: {"success" (a target was reached this step), "distance" (to the target that was active during the
+    step), "target" (the active target after the step), "xy"}; reset info: {"success": False, "target", "xy"}.
     """
 
     metadata = {"render_modes": ["human", "rgb_array", "depth_array"], "render_fps": 10}
 
     def __init__(self, max_episode_steps: int = MAX_EPISODE_STEPS, success_bonus: float = SUCCESS_BONUS,
-                 random_yaw: bool = True, render_mode: str | None = None):
+                 random_yaw: bool = True, target_steps: int = TARGET_STEPS, render_mode: str | None = None):
         import gymnasium_robotics
 
         gym.register_envs(gymnasium_robotics)
         self.max_episode_steps = int(max_episode_steps)
         self.success_bonus = float(success_bonus)
         self.random_yaw = bool(random_yaw)
+        self.target_steps = int(target_steps)
         self.render_mode = render_mode
         n = 2 * _HALF + 1
         open_map = [[1] * n] + [[1] + [0] * (n - 2) + [1] for _ in range(n - 2)] + [[1] * n]
@@ -87,6 +104,7 @@ class GoalReachingAnt(gym.Env):
         self._target = np.array([TARGET_MIN_DIST, 0.0])
         self._dist = float("nan")
         self._steps: int | None = None
+        self._target_age = 0
 
     # ----------------------------------------------------------------------------------------------------- state
     @property
@@ -108,7 +126,8 @@ class GoalReachingAnt(gym.Env):
         return math.hypot(self._target[0] - self.data.qpos[0], self._target[1] - self.data.qpos[1])
 
     def _obs(self) -> np.ndarray:
-        return np.concatenate((self.data.qpos[2:], self.data.qvel, self._target - self.data.qpos[:2]))
+        rel = clip_relative(self._target - self.data.qpos[:2])
+        return np.concatenate((self.data.qpos[2:], self.data.qvel, rel))
 
     def set_target(self, target_xy: np.ndarray) -> np.ndarray:
         """Move the target (world frame); returns the new observation. The next reward counts progress from here."""
@@ -116,7 +135,20 @@ class GoalReachingAnt(gym.Env):
         self._dist = self._distance()
         self._maze.goal = self._target.copy()
         self._maze.update_target_site_pos()
+        self._target_age = 0
         return self._obs()
+
+    def _draw_target(self) -> np.ndarray:
+        """A point U(1, 6) m from the torso in a uniform direction, inside the target box (rejection sampling;
+        from outside the box, the point toward the origin)."""
+        rng, xy = self.np_random, self.data.qpos[:2]
+        for _ in range(100):
+            angle = rng.uniform(0.0, 2.0 * math.pi)
+            radius = rng.uniform(TARGET_MIN_DIST, TARGET_MAX_DIST)
+            target = xy + radius * np.array([math.cos(angle), math.sin(angle)])
+            if np.all(np.abs(target) <= TARGET_BOX):
+                return target
+        return xy - TARGET_MIN_DIST * xy / max(np.linalg.norm(xy), 1e-9)
 
     def set_state(self, qpos: np.ndarray, qvel: np.ndarray) -> np.ndarray:
         """Set qpos (15, world frame) and qvel (14) without touching the progress baseline; for tests/replays."""
@@ -135,9 +167,7 @@ class GoalReachingAnt(gym.Env):
             mujoco.mju_mulQuat(quat, np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)]), qpos[3:7])
             qpos[3:7] = quat
         self._ant.set_state(qpos, qvel)
-        angle = rng.uniform(0.0, 2.0 * math.pi)
-        radius = rng.uniform(TARGET_MIN_DIST, TARGET_MAX_DIST)
-        obs = self.set_target(self.data.qpos[:2] + radius * np.array([math.cos(angle), math.sin(angle)]))
+        obs = self.set_target(self._draw_target())
         self._steps = 0
         if self.render_mode == "human":
             self._ant.render()
@@ -149,15 +179,20 @@ class GoalReachingAnt(gym.Env):
         self.data.ctrl[:] = action  # MuJoCo clamps ctrl to ctrlrange [-1, 1], as D4RL's NormalizedBoxEnv clips
         mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
         self._steps += 1
+        self._target_age += 1
         distance = self._distance()
         success = distance <= SUCCESS_RADIUS
         reward = (self._dist - distance) + (self.success_bonus if success else 0.0)
         self._dist = distance
-        truncated = (not success) and self._steps >= self.max_episode_steps
+        if success or self._target_age >= self.target_steps:
+            self.set_target(self._draw_target())
+        z = float(self.data.qpos[2])
+        terminated = not (HEALTHY_Z[0] <= z <= HEALTHY_Z[1])
+        truncated = (not terminated) and self._steps >= self.max_episode_steps
         if self.render_mode == "human":
             self._ant.render()
         info = {"success": success, "distance": distance, "target": self.target, "xy": self.xy}
-        return self._obs(), float(reward), success, truncated, info
+        return self._obs(), float(reward), terminated, truncated, info
 
     def render(self):
         return self._ant.render()

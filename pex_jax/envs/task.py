@@ -37,6 +37,7 @@ MAX_EPISODE_STEPS = 100_000
 ANTMAZE_SUCCESS_RADIUS = 0.5
 POINTMAZE_SUCCESS_RADIUS = 0.45
 MINARI_MIRROR_ISSUE = "https://github.com/Farama-Foundation/Minari/issues/304"
+_D4RL_GYM_ID = "pex/D4RLAntMaze-v2"  # = d4rl_antmaze.GYM_ID, without importing MuJoCo models here
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +73,9 @@ class Task:
 
 
 def _register(spec_id: str) -> None:
-    if "Maze" in spec_id:
+    if spec_id == _D4RL_GYM_ID:
+        from pex_jax.envs import d4rl_antmaze  # noqa: F401  (registers it)
+    elif "Maze" in spec_id:
         import gymnasium_robotics
 
         gym.register_envs(gymnasium_robotics)
@@ -169,6 +172,16 @@ def task_for_dataset(info: DatasetInfo) -> Task:
         return Task(name=spec.task_id, kind="d4rl_antmaze", env_id=spec.task_id,
                     max_episode_steps=spec.max_episode_steps, success_radius=d4rl_antmaze.SUCCESS_RADIUS)
     spec = info.eval_env_spec or info.env_spec
+    if spec is not None and spec.id == _D4RL_GYM_ID:  # generated here (`data/antmaze_generate`): the D4RL task
+        from pex_jax.envs import d4rl_antmaze
+
+        task_id = spec.kwargs.get("task_id")
+        if task_id not in d4rl_antmaze.TASKS:
+            raise DatasetError(f"dataset {info.dataset_id!r}: its eval env names an unknown D4RL AntMaze task "
+                               f"{task_id!r}; fix: regenerate it with `make data-antmaze`")
+        return Task(name=task_id, kind="d4rl_antmaze", env_id=task_id,
+                    max_episode_steps=d4rl_antmaze.TASKS[task_id].max_episode_steps,
+                    success_radius=d4rl_antmaze.SUCCESS_RADIUS)
     if spec is None:
         raise DatasetError(
             f"dataset {info.dataset_id!r} records no env spec, so its environment cannot be rebuilt; "
