@@ -96,13 +96,13 @@ lint: $(STAMP) ## ruff check
 	$(VENV)/bin/ruff check pex_jax experiments tests
 
 data: $(STAMP) ## generate the local PointMaze datasets (umaze, medium, large) into MINARI_DATASETS_PATH
-	$(PY) -m pex_jax.data.generate --maze=all $(ARGS)
+	$(PY) -m pex_jax.datagen.pointmaze --maze=all $(ARGS)
 
 data-antmaze: $(STAMP) ## generate the six local AntMaze datasets pex/antmaze/<task>-v0 (ARGS='--task=umaze --steps=N --noise=0.2 --seed=0')
-	$(PY) -m pex_jax.data.antmaze_generate --task=all --skip-existing $(ARGS)
+	$(PY) -m pex_jax.datagen.antmaze --task=all --skip-existing $(ARGS)
 
 ant-expert: $(STAMP) ## train the goal-reaching ant controller for AntMaze data (SAC, ~40 min on 2 CPU cores)
-	$(PY) -m pex_jax.data.ant_controller train --steps=400000 --seed=0 $(ARGS)
+	$(PY) -m pex_jax.datagen.ant_controller train --steps=400000 --seed=0 $(ARGS)
 
 demo: $(STAMP) ## offline -> online (offline, direct, pex) on a small local PointMaze dataset in minutes
 	WANDB_MODE=$${WANDB_MODE:-disabled} $(PY) experiments/demo.py $(ARGS)
@@ -114,7 +114,7 @@ antmaze: $(STAMP) ## AntMaze: SEED=0-9 ALGO=pex TASK=<task[,task]> SOURCE=d4rl|m
 	  case "$$t" in *-d4rl|*-local) tasks="$$tasks $$t";; *) tasks="$$tasks $$t$$sfx";; esac; done; \
 	local=$$(for t in $$tasks; do case "$$t" in *-local) printf '%s,' "$${t%-local}";; esac; done); \
 	if [ -n "$$local" ]; then echo "== antmaze local datasets: generating what is missing ($${local%,})"; \
-	  $(PY) -m pex_jax.data.antmaze_generate --task="$${local%,}" --skip-existing; fi; \
+	  $(PY) -m pex_jax.datagen.antmaze --task="$${local%,}" --skip-existing; fi; \
 	if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ]; then \
 	  echo "== antmaze offline pre-training, all tasks x seeds $(SEED) per device call -> $(AM_RUN)"; \
 	  $(PY) -m pex_jax.pretrain --config=experiments/configs/antmaze.py --tasks="$$(echo $$tasks | tr ' ' ,)" \
@@ -129,18 +129,18 @@ antmaze: $(STAMP) ## AntMaze: SEED=0-9 ALGO=pex TASK=<task[,task]> SOURCE=d4rl|m
 	  $(TRAIN) --config=experiments/configs/antmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) \
 	    --config.run_dir=$$dir $$pre $(ARGS); \
 	done; \
-	$(PY) -m pex_jax.report --runs $(AM_RUN) --out $(AM_RUN)/report
+	$(PY) -m pex_jax.tools.report --runs $(AM_RUN) --out $(AM_RUN)/report
 
 pointmaze: $(STAMP) ## PointMaze on the local datasets (generated if missing): SEED=0-2 ALGO=pex TASK=<task[,task]> RUN=<dir>
 	@set -e; for t in $$(echo '$(or $(TASK),$(POINTMAZE_TASKS))' | tr , ' '); do \
-	  $(PY) -m pex_jax.data.generate --maze=$${t%%-*} --skip-existing --no-progress; \
+	  $(PY) -m pex_jax.datagen.pointmaze --maze=$${t%%-*} --skip-existing --no-progress; \
 	  dir=$(PM_RUN)/pointmaze-$$t/$(ALGO); \
 	  if [ -f $$dir/summary.json ]; then echo "== pointmaze $$t / $(ALGO): done ($$dir)"; continue; fi; \
 	  echo "== pointmaze $$t / $(ALGO) / seeds $(SEED) -> $$dir"; \
 	  $(TRAIN) --config=experiments/configs/pointmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) \
 	    --config.run_dir=$$dir $(ARGS); \
 	done; \
-	$(PY) -m pex_jax.report --runs $(PM_RUN) --out $(PM_RUN)/report
+	$(PY) -m pex_jax.tools.report --runs $(PM_RUN) --out $(PM_RUN)/report
 
 # The reference PyTorch PEX side by side (make bench-reference, or make bench REF=1): its code at REF_COMMIT from
 # REF_SRC (a clone, bare git dir or source tree; default: git clone REF_URL) into REF_DIR, and $(TORCH) with numpy
@@ -157,14 +157,14 @@ bench: $(STAMP) ## throughput benchmark -> bench_out/bench.json + bench.md (ARGS
 ifeq ($(REF),1)
 	@$(MAKE) --no-print-directory bench-reference
 else
-	$(PY) -m pex_jax.bench --out bench_out $(ARGS)
+	$(PY) -m pex_jax.tools.bench --out bench_out $(ARGS)
 endif
 
 .PHONY: bench-reference
 bench-reference: $(STAMP) ## make bench + the reference PyTorch PEX side by side (no network: REF_SRC=<PEX clone or tree>)
 	$(PY) -m pex_jax.tools.ref_pex fetch --dest $(REF_DIR) --commit $(REF_COMMIT) --url $(REF_URL) $(if $(REF_SRC),--src "$(REF_SRC)")
 	@$(MAKE) --no-print-directory $(REF_VENV)/.installed
-	$(PY) -m pex_jax.bench --out bench_out --reference $(REF_VENV)/bin/python --reference-dir $(REF_DIR) \
+	$(PY) -m pex_jax.tools.bench --out bench_out --reference $(REF_VENV)/bin/python --reference-dir $(REF_DIR) \
 	  --reference-commit $(REF_COMMIT) $(if $(REF_SRC),--reference-src "$(REF_SRC)") $(ARGS)
 
 $(REF_VENV)/.installed:
@@ -173,7 +173,7 @@ $(REF_VENV)/.installed:
 	touch $@
 
 report: $(STAMP) ## tables + PNG learning curves from run dirs: RUNS='runs/...' OUT=reports
-	$(PY) -m pex_jax.report --runs $(RUNS) --out $(or $(OUT),reports)
+	$(PY) -m pex_jax.tools.report --runs $(RUNS) --out $(or $(OUT),reports)
 
 sweep: $(STAMP) ## create a W&B sweep (or print the commands offline): SWEEP=experiments/sweeps/<file>.yaml
 	$(PY) experiments/sweep.py $(SWEEP)

@@ -85,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     import minari  # noqa: F401  (imported before the package modules so MINARI_DATASETS_PATH is honoured)
 
     from experiments.configs.pointmaze import get_config
-    from pex_jax.data.generate import generate_pointmaze
     from pex_jax.data.minari import dataset_dir
+    from pex_jax.datagen.pointmaze import generate_pointmaze
     from pex_jax.errors import ConfigError, PexError
-    from pex_jax.report import make_report
     from pex_jax.seeds import parse_seeds
+    from pex_jax.tools.report import make_report
     from pex_jax.train import run, validate_config
 
     t0 = time.time()
@@ -154,7 +154,7 @@ def load_curves(out: Path) -> dict[str, Curve]:
     """Mean score over seeds at each evaluation, per algorithm, from the run dirs under `out`."""
     import numpy as np
 
-    from pex_jax.report import SCORE, find_run_dirs, load_run, pool_by_seed
+    from pex_jax.tools.report import SCORE, find_run_dirs, load_run, pool_by_seed
 
     dirs = [d for d in find_run_dirs([str(out)]) if d.parent == out.resolve()]
     groups, _ = pool_by_seed([load_run(d) for d in dirs], (SCORE,))

@@ -19,10 +19,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pex_jax import checkpoint  # noqa: E402
-from pex_jax.agents import ALGORITHMS, Dims, init_offline_state, init_online_state  # noqa: E402
+from pex_jax.agents.algorithms import ALGORITHMS, Dims, init_offline_state, init_online_state  # noqa: E402
+from pex_jax.agents.networks import gaussian_sample  # noqa: E402
 from pex_jax.config import default_config  # noqa: E402
 from pex_jax.data import load_dataset  # noqa: E402
-from pex_jax.networks import gaussian_sample  # noqa: E402
 
 
 def main(argv=None) -> int:

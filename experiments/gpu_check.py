@@ -8,7 +8,7 @@ step that fails or runs out of time still leaves the others' results:
    versions against requirements.txt's pins, and the imports the later steps need.
 2. tests: `make test TEST_PLATFORMS= ARGS="tests/test_accel.py -m accel"` on the default device:
    every algorithm compiled and stepped, and the runner end to end (offline -> pex).
-3. bench: `python -m pex_jax.bench --seeds 1,10 --check-scaling 0.8 --algos pex` (AntMaze shapes): fails
+3. bench: `python -m pex_jax.tools.bench --seeds 1,10 --check-scaling 0.8 --algos pex` (AntMaze shapes): fails
    when 10 seeds in one call reach less than 0.8 x 10 x the single-seed total; also the figure for
    several tasks in one call against one call per task.
 4. pretrain: `python -m pex_jax.pretrain` on two generated PointMaze datasets, 10 seeds each, in one call.
@@ -238,7 +238,7 @@ def step_tests(log: Log, timeout: float, work: Path) -> dict:
 def step_bench(log: Log, timeout: float, out: Path, profile: dict, accelerator: bool) -> dict:
     for name in ("bench.json", "bench.md"):
         (out / name).unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "pex_jax.bench", "--seeds", "1,10", "--check-scaling", "0.8", "--out", str(out),
+    cmd = [sys.executable, "-m", "pex_jax.tools.bench", "--seeds", "1,10", "--check-scaling", "0.8", "--out", str(out),
            *profile["bench"]]
     r = run_step(cmd, log, timeout, _child_env(XLA_PYTHON_CLIENT_PREALLOCATE="false"))
     try:
@@ -274,7 +274,7 @@ def step_pretrain(log: Log, timeout: float, work: Path, profile: dict) -> dict:
     results = {}
     for maze in p["tasks"].split(","):
         results[f"generate {maze}"] = run_step(
-            [sys.executable, "-m", "pex_jax.data.generate", f"--maze={maze}", f"--steps={p['data_steps']}",
+            [sys.executable, "-m", "pex_jax.datagen.pointmaze", f"--maze={maze}", f"--steps={p['data_steps']}",
              "--ref-episodes=2", "--no-progress"], log, max(30.0, timeout - (time.perf_counter() - t0)), env)
         if results[f"generate {maze}"]["rc"] != 0:
             return {"ok": False, "steps": results, "wall_s": round(time.perf_counter() - t0, 1)}
@@ -322,7 +322,7 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {name} | {'ok' if s.get('ok') else 'FAILED'}{' (timed out)' if s.get('timed_out') else ''} "
                      f"| {s.get('wall_s', '')} | {_detail(name, s)} |")
     lines += ["", "Files: gpu_check.json (everything above and per-test times), gpu_check.log (all output), "
-              "bench.json and bench.md (`python -m pex_jax.bench`).", ""]
+              "bench.json and bench.md (`python -m pex_jax.tools.bench`).", ""]
     return "\n".join(lines)
 
 

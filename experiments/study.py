@@ -44,7 +44,7 @@ def main(argv=None) -> int:
     for task in args.tasks.split(","):
         spec = DATASETS[task]
         dataset_id = f"pex/pointmaze/{task}-v0"
-        subprocess.run([py, "-m", "pex_jax.data.generate", f"--maze={spec['maze']}", f"--steps={spec['steps']}",
+        subprocess.run([py, "-m", "pex_jax.datagen.pointmaze", f"--maze={spec['maze']}", f"--steps={spec['steps']}",
                         f"--noise={spec['noise']}", f"--seed={spec['seed']}", f"--dataset-id={dataset_id}",
                         "--skip-existing", "--no-progress"], cwd=ROOT, check=True)
         base = [py, "-m", "pex_jax.train", f"--config=experiments/configs/pointmaze.py:{task}",
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
             print("study:", " ".join(cmd[1:]), flush=True)
             subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": os.environ.get(
                 "WANDB_MODE", "disabled")})
-    subprocess.run([py, "-m", "pex_jax.report", "--runs", str(out), "--out", args.report], cwd=ROOT, check=True)
+    subprocess.run([py, "-m", "pex_jax.tools.report", "--runs", str(out), "--out", args.report], cwd=ROOT, check=True)
     return 0
 
 

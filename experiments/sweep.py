@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
         sweeps = ", ".join(sorted(p.name for p in (ROOT / "experiments" / "sweeps").glob("*.yaml")))
         print(f"error: no sweep file {path}; available: {sweeps}", file=sys.stderr)
         return 2
-    from pex_jax.tracking import _has_api_key
+    from pex_jax.tools.tracking import _has_api_key
 
     wandb = shutil.which("wandb") or str(Path(sys.executable).parent / "wandb")
     if not _has_api_key():

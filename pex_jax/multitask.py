@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from pex_jax.agents import Dims, init_offline_state, make_offline_chunk, over_seeds
-from pex_jax.iql import Batch, IQLState
+from pex_jax.agents.algorithms import Dims, init_offline_state, make_offline_chunk, over_seeds
+from pex_jax.agents.iql import Batch, IQLState
 
 
 def stack_datasets(datasets: Sequence[Batch]) -> tuple[Batch, jax.Array]:

@@ -28,14 +28,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pex_jax import checkpoint
-from pex_jax.agents import ALGORITHMS, Dims
+from pex_jax.agents.algorithms import ALGORITHMS, Dims
 from pex_jax.data.sources import load_transitions
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
 from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets
 from pex_jax.rollout import Evaluator, seed_keys
 from pex_jax.sharding import can_shard, replicate, shard_seeds
-from pex_jax.tracking import RunLogger
+from pex_jax.tools.tracking import RunLogger
 from pex_jax.train import (
     INIT_STREAM,
     OFFLINE_STREAM,

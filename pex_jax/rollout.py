@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pex_jax.agents import AlgoSpec, act
+from pex_jax.agents.algorithms import AlgoSpec, act
+from pex_jax.agents.iql import Batch
 from pex_jax.data import flatten_observation, normalized_score, transform_rewards
 from pex_jax.data.minari import DatasetInfo
 from pex_jax.envs.task import Task, make_env
-from pex_jax.iql import Batch
 
 
 def final_observations(next_obs: np.ndarray, info: dict, done: np.ndarray) -> np.ndarray:

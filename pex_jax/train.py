@@ -4,7 +4,7 @@ seeds of a run on one vmap axis in one process.
     python -m pex_jax.train --config=experiments/configs/pointmaze.py:umaze --config.seeds=0-2
 
 Python here only drives loops, environments, checkpoints and logging; every update, insert and
-action selection is a jitted, seed-vmapped pure function from `pex_jax.agents`.
+action selection is a jitted, seed-vmapped pure function from `pex_jax.agents.algorithms`.
 """
 
 import sys
@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pex_jax import checkpoint
-from pex_jax.agents import (
+from pex_jax.agents.algorithms import (
     ALGORITHMS,
     AlgoSpec,
     Dims,
@@ -31,19 +31,19 @@ from pex_jax.agents import (
     make_online_step,
     over_seeds,
 )
+from pex_jax.agents.iql import Batch
 from pex_jax.config import ALGOS
 from pex_jax.data import flatten_observation, to_device, transform_rewards
 from pex_jax.data.minari import DatasetInfo
+from pex_jax.data.replay import ReplayBuffer
 from pex_jax.data.sources import load_transitions
 from pex_jax.device import announce as announce_device
 from pex_jax.envs.task import Task, check_task, make_vector_env, task_for_dataset
 from pex_jax.errors import ConfigError, DivergenceError, PexError
-from pex_jax.iql import Batch
-from pex_jax.replay import ReplayBuffer
 from pex_jax.rollout import EvalResult, Evaluator, goal_terminals, seed_keys, stored_transition
 from pex_jax.seeds import parse_seeds
 from pex_jax.sharding import can_shard, replicate, shard_seeds
-from pex_jax.tracking import RunLogger
+from pex_jax.tools.tracking import RunLogger
 
 # Independent PRNG streams per seed.
 INIT_STREAM, OFFLINE_STREAM, ONLINE_INIT_STREAM, ONLINE_STREAM = 1, 2, 3, 4

@@ -10,7 +10,7 @@ TINY_ID = "pex/pointmaze/tiny-v0"
 @pytest.fixture(scope="session")
 def tiny_minari_root(tmp_path_factory):
     """A 3000-step PointMaze UMaze dataset generated once per session in its own Minari root."""
-    from pex_jax.data.generate import generate_pointmaze
+    from pex_jax.datagen.pointmaze import generate_pointmaze
 
     root = tmp_path_factory.mktemp("minari")
     with pytest.MonkeyPatch.context() as mp:

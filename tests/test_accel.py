@@ -10,11 +10,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pex_jax.agents import ALGORITHMS, init_offline_state, init_online_state, make_offline_chunk, make_online_step
-from pex_jax.bench import box_dims, synthetic_dataset
+from pex_jax.agents.algorithms import (
+    ALGORITHMS,
+    init_offline_state,
+    init_online_state,
+    make_offline_chunk,
+    make_online_step,
+)
+from pex_jax.agents.iql import Batch
 from pex_jax.config import default_config
-from pex_jax.iql import Batch
-from pex_jax.replay import ReplayBuffer
+from pex_jax.data.replay import ReplayBuffer
+from pex_jax.tools.bench import box_dims, synthetic_dataset
 
 pytestmark = pytest.mark.accel
 

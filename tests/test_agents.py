@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pex_jax.agents import (
+from pex_jax.agents.algorithms import (
     ALGORITHMS,
     Dims,
     init_offline_state,
@@ -14,9 +14,9 @@ from pex_jax.agents import (
     make_offline_chunk,
     make_online_step,
 )
+from pex_jax.agents.iql import Batch
 from pex_jax.config import default_config
-from pex_jax.iql import Batch
-from pex_jax.replay import ReplayBuffer
+from pex_jax.data.replay import ReplayBuffer
 
 DIMS = Dims(5, 2, (-1.0, -1.0), (1.0, 1.0))
 

@@ -18,9 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pex_jax import bench
-from pex_jax.agents import Dims, make_offline_chunk, over_seeds
-from pex_jax.bench import (
+from pex_jax.agents.algorithms import Dims, make_offline_chunk, over_seeds
+from pex_jax.agents.networks import Dense, dense
+from pex_jax.multitask import make_multitask_offline_chunk, stack_datasets
+from pex_jax.tools import bench, ref_pex
+from pex_jax.tools.bench import (
     FAST_COMPILE,
     BenchConfig,
     fraction_of_ceiling,
@@ -30,9 +32,6 @@ from pex_jax.bench import (
     synthetic_dataset,
     to_markdown,
 )
-from pex_jax.multitask import make_multitask_offline_chunk, stack_datasets
-from pex_jax.networks import Dense, dense
-from pex_jax.tools import ref_pex
 
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 
@@ -42,7 +41,7 @@ def quick_bench(tmp_path_factory):
     """One `--quick` run in a subprocess, with XLA set to compile fast (3x fewer seconds; timings are not checked)."""
     out = tmp_path_factory.mktemp("bench")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_COMPILE_FLAGS}
-    proc = subprocess.run([sys.executable, "-m", "pex_jax.bench", "--quick", "--out", str(out)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "pex_jax.tools.bench", "--quick", "--out", str(out)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text()

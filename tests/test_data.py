@@ -28,8 +28,8 @@ from pex_jax.data import (
     transform_rewards,
 )
 from pex_jax.data import minari as minari_data
-from pex_jax.data.generate import generate_pointmaze, planner_success_rate
 from pex_jax.data.observations import flat_dim
+from pex_jax.datagen.pointmaze import generate_pointmaze, planner_success_rate
 from pex_jax.envs.task import make_env, make_vector_env, task_for_dataset
 from pex_jax.errors import (
     ConfigError,
@@ -359,7 +359,7 @@ def test_missing_local_id_names_id_path_and_generate_command(tmp_path):
         load_dataset("pex/pointmaze/medium-v0", download=False)
     msg = str(err.value)
     assert "pex/pointmaze/medium-v0" in msg and str(tmp_path / "datasets") in msg
-    assert "python -m pex_jax.data.generate --maze=medium" in msg and "make data" in msg
+    assert "python -m pex_jax.datagen.pointmaze --maze=medium" in msg and "make data" in msg
     assert "\n" not in msg
 
 
@@ -425,7 +425,7 @@ def test_corrupt_dataset_dir_gives_one_line_error_with_path(tmp_path, damage):
 
 
 def test_cli_refuses_existing_dataset_with_one_line_error(capsys, monkeypatch):
-    from pex_jax.data import generate
+    from pex_jax.datagen import pointmaze as generate
 
     assert generate.main(["--maze=umaze", "--steps=300", "--ref-episodes=1", "--no-progress"]) == 0
     assert "pex/pointmaze/umaze-v0: 300 steps" in capsys.readouterr().out

@@ -51,7 +51,7 @@ def test_text_chart_has_one_sparkline_row_per_algorithm_split_at_the_switch():
 
 
 def test_demo_runs_offline_direct_pex_and_prints_the_chart_and_summary(tmp_path, monkeypatch, capsys):
-    from pex_jax.data.generate import generate_pointmaze
+    from pex_jax.datagen.pointmaze import generate_pointmaze
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     monkeypatch.setenv("WANDB_MODE", "disabled")

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pex_jax.iql import (
+from pex_jax.agents.iql import (
     Batch,
     IQLHparams,
     awr_weight,
@@ -15,7 +15,7 @@ from pex_jax.iql import (
     iql_update,
     td_target,
 )
-from pex_jax.networks import LOG_STD_MAX, LOG_STD_MIN, Critic, GaussianPolicy, gaussian_log_prob
+from pex_jax.agents.networks import LOG_STD_MAX, LOG_STD_MIN, Critic, GaussianPolicy, gaussian_log_prob
 
 
 def test_expectile_loss_weights_positive_and_negative_errors_asymmetrically():

@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pex_jax.agents import ALGORITHMS, Dims, init_offline_state, init_online_state, pex_update
+from pex_jax.agents.algorithms import ALGORITHMS, Dims, init_offline_state, init_online_state, pex_update
+from pex_jax.agents.iql import Batch, IQLHparams
+from pex_jax.agents.policy_set import policy_set_action
 from pex_jax.config import default_config
-from pex_jax.iql import Batch, IQLHparams
-from pex_jax.policy_set import policy_set_action
 
 DIMS = Dims(3, 2, (-1.0, -1.0), (1.0, 1.0))
 
@@ -84,7 +84,7 @@ def test_pex_actor_regresses_toward_policy_set_actions_not_dataset_actions(monke
     batch = Batch(jax.random.normal(k[0], (n, 3)), jnp.full((n, 2), 0.77), -jnp.ones(n),
                   jax.random.normal(k[1], (n, 3)), jnp.zeros(n))
     seen = {}
-    import pex_jax.agents as agents
+    import pex_jax.agents.algorithms as agents
 
     real_actor_update = agents.actor_update
 
@@ -96,7 +96,7 @@ def test_pex_actor_regresses_toward_policy_set_actions_not_dataset_actions(monke
     key = jax.random.PRNGKey(5)
     new_state, metrics = pex_update(state, batch, key, IQLHparams(expectile=0.9), inv_temperature=10.0)
     # Recompute the targets independently: the policy set at the batch states, with the post-update critic.
-    from pex_jax.iql import value_critic_update
+    from pex_jax.agents.iql import value_critic_update
 
     after_vq, _, _ = value_critic_update(state, batch, IQLHparams(expectile=0.9))
     keys = jax.random.split(key, n)

@@ -24,7 +24,7 @@ TINY2_ID = "pex/pointmaze/tiny2-v0"
 @pytest.fixture(scope="module")
 def two_task_root(tiny_minari_root):
     """The session's tiny dataset plus a shorter second one (2000 steps, other seed) beside it."""
-    from pex_jax.data.generate import generate_pointmaze
+    from pex_jax.datagen.pointmaze import generate_pointmaze
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MINARI_DATASETS_PATH", str(tiny_minari_root))

@@ -8,8 +8,8 @@ import pytest
 from matplotlib import colormaps
 from matplotlib.image import imread
 
-from pex_jax import report
-from pex_jax.report import make_report
+from pex_jax.tools import report
+from pex_jax.tools.report import make_report
 
 SEEDS = [0, 1, 2]
 

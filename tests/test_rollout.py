@@ -6,9 +6,9 @@ Flat maze observation layout: achieved_goal 0:2 | desired_goal 2:4 | observation
 import numpy as np
 import pytest
 
-from pex_jax.agents import ALGORITHMS
+from pex_jax.agents.algorithms import ALGORITHMS
 from pex_jax.data import flatten_observation, load_dataset
-from pex_jax.data.generate import ExpertPolicy
+from pex_jax.datagen.pointmaze import ExpertPolicy
 from pex_jax.envs.task import make_vector_env, task_for_dataset
 from pex_jax.rollout import EvalResult, Evaluator, goal_terminals, stored_transition
 from tests.conftest import TINY_ID

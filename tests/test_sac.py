@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pex_jax.iql import Batch
-from pex_jax.sac import (
+from pex_jax.agents.iql import Batch
+from pex_jax.agents.sac import (
     SACHparams,
     actor_step,
     create_sac_state,

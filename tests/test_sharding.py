@@ -17,11 +17,11 @@ from pex_jax.sharding import can_shard, shard_seeds
 SCRIPT = r"""
 import json
 import jax, jax.numpy as jnp, numpy as np
-from pex_jax.agents import ALGORITHMS, Dims, make_offline_chunk, make_online_step
-from pex_jax.bench import init_offline_states, init_online_states, synthetic_dataset
+from pex_jax.agents.algorithms import ALGORITHMS, Dims, make_offline_chunk, make_online_step
+from pex_jax.tools.bench import init_offline_states, init_online_states, synthetic_dataset
 from pex_jax.config import default_config
-from pex_jax.iql import Batch
-from pex_jax.replay import ReplayBuffer
+from pex_jax.agents.iql import Batch
+from pex_jax.data.replay import ReplayBuffer
 from pex_jax.sharding import SEED_AXIS, can_shard, replicate, shard_seeds
 
 config = default_config()

@@ -20,8 +20,8 @@ from ml_collections import config_flags
 
 import pex_jax.train  # noqa: F401  (the trials run this module: an import error must fail, not skip)
 from pex_jax.config import default_config
-from pex_jax.data.generate import generate_pointmaze
-from pex_jax.tracking import SWEEP_METRIC
+from pex_jax.datagen.pointmaze import generate_pointmaze
+from pex_jax.tools.tracking import SWEEP_METRIC
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_DIR = ROOT / "experiments" / "sweeps"
@@ -191,7 +191,7 @@ def tiny_dataset(tmp_path_factory):
 
 @pytest.mark.slow
 def test_smoke_sweep_trials_run_and_report(tmp_path, tiny_dataset):
-    from pex_jax.report import make_report
+    from pex_jax.tools.report import make_report
     from tests.test_tracking import _parse_run
 
     cfg = load(SWEEP_DIR / "pointmaze_smoke.yaml")

@@ -9,7 +9,7 @@ import pytest
 import wandb
 
 from pex_jax.errors import ConfigError
-from pex_jax.tracking import RunLogger, resolve_wandb_mode
+from pex_jax.tools.tracking import RunLogger, resolve_wandb_mode
 
 SEEDS = [0, 1, 2]
 

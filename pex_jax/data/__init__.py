@@ -1,4 +1,4 @@
-"""Dataset layer: Minari and D4RL datasets -> flat transitions, space checks, scores, PointMaze generation."""
+"""Dataset layer: Minari and D4RL datasets -> flat transitions, space checks, scores, replay sampling."""
 
 from pex_jax.data.envs import check_spaces
 from pex_jax.data.minari import DatasetInfo, Transitions, load_dataset, to_device

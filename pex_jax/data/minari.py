@@ -91,13 +91,13 @@ def dataset_dir(dataset_id: str) -> Path:
 def _fix_hint(dataset_id: str) -> str:
     if dataset_id.startswith("pex/antmaze/"):
         name = dataset_id[len("pex/antmaze/") :].split("-v")[0]
-        return (f"generate it locally with `make data-antmaze` or `python -m pex_jax.data.antmaze_generate "
+        return (f"generate it locally with `make data-antmaze` or `python -m pex_jax.datagen.antmaze "
                 f"--task={name}` (same MINARI_DATASETS_PATH)")
     if dataset_id.startswith(LOCAL_NAMESPACE):
         maze = dataset_id[len(LOCAL_NAMESPACE) :].split("-v")[0]
         maze_arg = maze if maze in ("umaze", "medium", "large") else "all"
         return (
-            f"generate it locally with `make data` or `python -m pex_jax.data.generate --maze={maze_arg}` "
+            f"generate it locally with `make data` or `python -m pex_jax.datagen.pointmaze --maze={maze_arg}` "
             "(same MINARI_DATASETS_PATH)"
         )
     return (
@@ -127,7 +127,7 @@ def _not_found(dataset_id: str, reason: str) -> DatasetNotFoundError:
 def _corrupt(dataset_id: str, path: Path, exc: BaseException | str) -> CorruptDatasetError:
     cause = exc if isinstance(exc, str) else _short(exc)
     regen = (
-        "`python -m pex_jax.data.generate --overwrite ...`"
+        "`python -m pex_jax.datagen.pointmaze --overwrite ...`"
         if dataset_id.startswith(LOCAL_NAMESPACE)
         else f"`minari download {dataset_id}`"
     )

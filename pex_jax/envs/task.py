@@ -172,7 +172,7 @@ def task_for_dataset(info: DatasetInfo) -> Task:
         return Task(name=spec.task_id, kind="d4rl_antmaze", env_id=spec.task_id,
                     max_episode_steps=spec.max_episode_steps, success_radius=d4rl_antmaze.SUCCESS_RADIUS)
     spec = info.eval_env_spec or info.env_spec
-    if spec is not None and spec.id == _D4RL_GYM_ID:  # generated here (`data/antmaze_generate`): the D4RL task
+    if spec is not None and spec.id == _D4RL_GYM_ID:  # generated here (`datagen/antmaze`): the D4RL task
         from pex_jax.envs import d4rl_antmaze
 
         task_id = spec.kwargs.get("task_id")

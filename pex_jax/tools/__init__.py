@@ -1,1 +1,2 @@
-"""Helpers that are not part of training: the reference-PEX side of the benchmark (`ref_pex`)."""
+"""Tools beside the runner: the benchmark (`bench`; the reference side in `ref_pex`), local reports (`report`),
+W&B tracking (`tracking`)."""

@@ -5,7 +5,7 @@ One file, two halves:
 - **In the project's venv** (standard library only): `prepare_source` puts the reference's code at a
   pinned commit into a directory (from a path the user gives, or a `git clone` when the network allows),
   and `ReferenceWorker` starts a child process in the reference's own venv (torch, numpy; never the
-  project's venv) that runs one timing window per request. `pex_jax.bench` alternates those windows
+  project's venv) that runs one timing window per request. `pex_jax.tools.bench` alternates those windows
   with its own (A B B A ...), so a burst of load hits both sides alike.
 - **In the reference's venv**: `serve` (run as a script: `python pex_jax/tools/ref_pex.py serve ...`;
   it imports nothing from pex_jax) builds the reference's own `IQL` and `PEX` classes, networks,
@@ -408,7 +408,7 @@ def main(argv=None) -> int:
     f.add_argument("--commit", default=REF_COMMIT)
     f.add_argument("--src", default="", help="a clone, bare git dir or source tree (default: git clone)")
     f.add_argument("--url", default=REF_URL)
-    sub.add_parser("serve", help="the timing worker (run by pex_jax.bench in the reference's venv)")
+    sub.add_parser("serve", help="the timing worker (run by pex_jax.tools.bench in the reference's venv)")
     a = p.parse_args(argv)
     try:
         prepare_source(a.dest, a.commit, a.src or None, a.url)

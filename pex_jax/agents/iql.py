@@ -6,7 +6,7 @@ One update, in the reference's order (`pex/algorithms/iql.py`):
 3. Q step: both twins regress to r + (1 - terminal) * gamma * next_v (pre-update V).
 4. Target EMA at rate tau.
 5. Actor step: AWR with weights min(exp(beta * adv), adv_clip), adv = target_q - V_old(s).
-   PEX replaces this step (see `pex_jax.agents`): its regression targets come from the policy set.
+   PEX replaces this step (see `pex_jax.agents.algorithms`): its regression targets come from the policy set.
 
 Losses are written per sample and averaged over the batch axis.
 """
@@ -21,7 +21,7 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from pex_jax.networks import Critic, GaussianPolicy, ValueNet, gaussian_log_prob
+from pex_jax.agents.networks import Critic, GaussianPolicy, ValueNet, gaussian_log_prob
 
 Params = Any
 

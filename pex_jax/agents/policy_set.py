@@ -14,8 +14,8 @@ Written for one state; `jax.vmap` adds batch and seed axes.
 import jax
 import jax.numpy as jnp
 
-from pex_jax.iql import IQLState
-from pex_jax.networks import gaussian_sample
+from pex_jax.agents.iql import IQLState
+from pex_jax.agents.networks import gaussian_sample
 
 OFFLINE, NEW = 0, 1
 

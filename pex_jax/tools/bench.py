@@ -1,7 +1,7 @@
 """Throughput benchmark: offline IQL updates/s, the online loop's env-steps/s, action selection,
 several tasks in one call, compile times and memory. Writes `bench.json` and `bench.md`.
 
-    python -m pex_jax.bench --out bench_out/ [--seeds 1,4,16] [--quick]   # or: make bench
+    python -m pex_jax.tools.bench --out bench_out/ [--seeds 1,4,16] [--quick]   # or: make bench
 
 Why an in-run baseline: the machines this runs on are shared and timings move by 2x with other
 people's load, so each fused figure is measured next to its unfused baseline, alternating short
@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pex_jax.agents import (
+from pex_jax.agents.algorithms import (
     ALGORITHMS,
     Dims,
     act,
@@ -61,11 +61,11 @@ from pex_jax.agents import (
     over_seeds,
     update_fn,
 )
+from pex_jax.agents.iql import Batch, iql_update
 from pex_jax.config import default_config
 from pex_jax.data import flatten_observation, transform_rewards
-from pex_jax.iql import Batch, iql_update
+from pex_jax.data.replay import ReplayBuffer, mixed_batch, sample_dataset
 from pex_jax.multitask import make_multitask_offline_chunk, stack_datasets
-from pex_jax.replay import ReplayBuffer, mixed_batch, sample_dataset
 from pex_jax.rollout import final_observations
 from pex_jax.sharding import can_shard, replicate, shard_seeds
 from pex_jax.tools import ref_pex
@@ -1318,7 +1318,7 @@ def _int_list(text: str) -> list[int]:
 
 
 def parse_args(argv: Sequence[str] | None) -> BenchConfig:
-    p = argparse.ArgumentParser(prog="python -m pex_jax.bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m pex_jax.tools.bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="bench_out", help="output directory for bench.json and bench.md")
     p.add_argument("--quick", action="store_true", help="test-sized run: tiny nets, few steps")

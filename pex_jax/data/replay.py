@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from pex_jax.iql import Batch
+from pex_jax.agents.iql import Batch
 
 
 class ReplayBuffer(struct.PyTreeNode):

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from pex_jax.data import ant_controller, antmaze_generate
-from pex_jax.data.antmaze_generate import G_CELLS, RECIPES, eval_goal, free_cells, relabel
+from pex_jax.datagen import ant_controller
+from pex_jax.datagen import antmaze as antmaze_gen
+from pex_jax.datagen.antmaze import G_CELLS, RECIPES, eval_goal, free_cells, relabel
 from pex_jax.envs.d4rl_antmaze import MAPS, TASKS
 from pex_jax.errors import ConfigError
 
@@ -38,7 +39,7 @@ def test_relabel_is_success_at_half_a_metre_of_the_eval_goal():
 
 def test_unknown_task_is_refused():
     with pytest.raises(ConfigError, match="valid: umaze"):
-        antmaze_generate.recipe_for("medium")
+        antmaze_gen.recipe_for("medium")
 
 
 # ----------------------------------------------------------------------------------------------- checkpoints
@@ -47,7 +48,7 @@ def random_controller(tmp_path_factory):
     """A correctly labelled checkpoint of an untrained actor: enough to exercise loading and generation."""
     import jax
 
-    from pex_jax.sac import create_sac_state
+    from pex_jax.agents.sac import create_sac_state
 
     path = tmp_path_factory.mktemp("ctrl") / "ctrl.npz"
     state = create_sac_state(jax.random.PRNGKey(0), 29, 8, hidden_dims=(16, 16))
@@ -87,12 +88,12 @@ def test_missing_corrupt_or_foreign_checkpoint_is_one_error_naming_file_and_fix(
 def test_cli_errors_before_any_work(random_controller, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
-        antmaze_generate.run_cli(lambda: antmaze_generate.main(["--task=umaze,mediumm",
+        antmaze_gen.run_cli(lambda: antmaze_gen.main(["--task=umaze,mediumm",
                                                                 f"--controller={random_controller}"]))
     assert exit_info.value.code == 1
     assert "unknown AntMaze dataset 'mediumm'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        antmaze_generate.run_cli(lambda: antmaze_generate.main(["--task=umaze", f"--controller={tmp_path}/x.npz"]))
+        antmaze_gen.run_cli(lambda: antmaze_gen.main(["--task=umaze", f"--controller={tmp_path}/x.npz"]))
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "x.npz does not exist" in err and "make ant-expert" in err
     assert not any(tmp_path.iterdir())  # nothing written
@@ -102,9 +103,9 @@ def test_cli_errors_before_any_work(random_controller, tmp_path, monkeypatch, ca
 def _generate(tmp_path, monkeypatch, controller_path, root: str, goal=(0.3, 0.0)):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / root))
     # an eval goal next to the umaze start, so that the short episodes hold both reward 0 and reward 1 steps
-    monkeypatch.setattr(antmaze_generate, "eval_goal", lambda task_id: np.asarray(goal))
+    monkeypatch.setattr(antmaze_gen, "eval_goal", lambda task_id: np.asarray(goal))
     ctrl = ant_controller.load_controller(controller_path)
-    return antmaze_generate.generate_antmaze("umaze", ctrl, steps=80, episode_steps=40, noise=0.5, seed=3,
+    return antmaze_gen.generate_antmaze("umaze", ctrl, steps=80, episode_steps=40, noise=0.5, seed=3,
                                              progress=False, parallel=2)
 
 
@@ -153,8 +154,8 @@ def test_existing_dataset_is_kept_unless_overwrite(random_controller, tmp_path, 
 # ------------------------------------------------------------------------------------ the committed controller
 @pytest.mark.parametrize("maze, episodes", [("umaze", 4), ("medium", 2), ("large", 2)])
 def test_committed_controller_reaches_the_eval_goal_without_noise(maze, episodes):
-    """A small-count version of the >= 90% acceptance check (`python -m pex_jax.data.ant_controller check`)."""
+    """A small-count version of the >= 90% acceptance check (`python -m pex_jax.datagen.ant_controller check`)."""
     controller = ant_controller.load_controller()
-    res = antmaze_generate.waypoint_success(controller, antmaze_generate.CHECK_TASKS[maze], episodes, seed=1)
+    res = antmaze_gen.waypoint_success(controller, antmaze_gen.CHECK_TASKS[maze], episodes, seed=1)
     assert res["success"] == 1.0, res
-    assert res["mean_steps"] < TASKS[antmaze_generate.CHECK_TASKS[maze]].max_episode_steps
+    assert res["mean_steps"] < TASKS[antmaze_gen.CHECK_TASKS[maze]].max_episode_steps

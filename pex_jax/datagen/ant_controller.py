@@ -2,10 +2,10 @@
 
 Why: D4RL and OGBench collected AntMaze data by steering a SAC-trained ant along BFS waypoints
 (`shared/docs/antmaze-data-recipe.md`); neither controller can be downloaded here, so one is trained on this
-machine with `pex_jax.sac` in `GoalReachingAnt` (D4RL ant physics, open floor, continuing target after target).
+machine with `pex_jax.agents.sac` in `GoalReachingAnt` (D4RL ant physics, open floor, continuing target after target).
 
-    python -m pex_jax.data.ant_controller train --steps=400000 --seed=0     # `make ant-expert`
-    python -m pex_jax.data.ant_controller check --episodes=100              # noiseless maze success per maze
+    python -m pex_jax.datagen.ant_controller train --steps=400000 --seed=0     # `make ant-expert`
+    python -m pex_jax.datagen.ant_controller check --episodes=100              # noiseless maze success per maze
 
 The committed checkpoint (`CHECKPOINT`, an .npz of the actor's parameters plus a JSON header) records the physics
 and observation it was trained for; `load_controller` refuses a file that does not match the current env, with
@@ -71,7 +71,7 @@ class Controller:
     """A loaded controller: `act(obs)` maps controller observations (B, 29) to deterministic actions (B, 8)."""
 
     def __init__(self, params: Any, header: dict[str, Any], path: Path):
-        from pex_jax.sac import TanhGaussianPolicy, mode
+        from pex_jax.agents.sac import TanhGaussianPolicy, mode
 
         self.params, self.header, self.path = params, header, path
         module = TanhGaussianPolicy(tuple(header["hidden_dims"]), int(header["physics"]["act_dim"]))
@@ -152,9 +152,9 @@ def train_controller(steps: int = 400_000, seed: int = 0, n_envs: int = 4, rando
     `lax.scan` (batches gathered on the host). Every `eval_every` steps the deterministic policy is evaluated on
     the open floor and the checkpoint with the most targets reached so far is written to `out`.
     """
+    from pex_jax.agents.iql import Batch
+    from pex_jax.agents.sac import SACHparams, create_sac_state, mode, sac_act, sac_update
     from pex_jax.envs.goal_reaching_ant import OBS_DIM, GoalReachingAnt
-    from pex_jax.iql import Batch
-    from pex_jax.sac import SACHparams, create_sac_state, mode, sac_act, sac_update
 
     log = log or (lambda line: print(line, flush=True))
     act_dim = 8
@@ -249,7 +249,8 @@ def _write_curve(path: Path, rows: list[dict]) -> None:
 
 # ------------------------------------------------------------------------------------------------------------ CLI
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pex_jax.data.ant_controller", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m pex_jax.datagen.ant_controller",
+                                     description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     tr = sub.add_parser("train", help="train the controller with SAC and write the checkpoint")
     tr.add_argument("--steps", type=int, default=400_000)
@@ -265,13 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "train":
-            cmd = "python -m pex_jax.data.ant_controller " + " ".join(argv if argv is not None else sys.argv[1:])
+            cmd = "python -m pex_jax.datagen.ant_controller " + " ".join(argv if argv is not None else sys.argv[1:])
             result = train_controller(steps=args.steps, seed=args.seed, n_envs=args.envs,
                                       eval_every=args.eval_every, out=args.out, curve=args.curve, command=cmd)
             print(f"best: {result['best_targets_per_1k']:.1f} targets/1k steps; {result['wall_s']:.0f} s; "
                   f"checkpoint {args.out}")
         else:
-            from pex_jax.data.antmaze_generate import check_controller
+            from pex_jax.datagen.antmaze import check_controller
 
             check_controller(load_controller(args.checkpoint), episodes=args.episodes, seed=args.seed)
     except ConfigError as e:

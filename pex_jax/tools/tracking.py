@@ -4,7 +4,7 @@ All seeds of a run train in one process (vmap axis), but each seed gets its own 
 that W&B's grouping computes mean/std across seeds the same way it does for separate
 processes. Under a W&B sweep agent there is exactly one run per trial instead, which reports
 the seed-mean as the sweep metric. The local files are the source of truth for
-`pex_jax.report`; W&B is optional and never blocks or prompts. See docs/tracking.md.
+`pex_jax.tools.report`; W&B is optional and never blocks or prompts. See docs/tracking.md.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from pex_jax.iql import (
+from pex_jax.agents.iql import (
     Batch,
     IQLHparams,
     IQLState,
@@ -22,8 +22,8 @@ from pex_jax.iql import (
     iql_update,
     value_critic_update,
 )
-from pex_jax.policy_set import policy_set_action, single_policy_action
-from pex_jax.replay import mixed_batch, sample_dataset, sample_rows
+from pex_jax.agents.policy_set import policy_set_action, single_policy_action
+from pex_jax.data.replay import mixed_batch, sample_dataset, sample_rows
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Soft Actor-Critic (Haarnoja et al. 2018, "SAC: Algorithms and Applications") as pure functions.
 
-Same shape as `pex_jax.iql`: a `SACState` pytree of flax `TrainState`s, static `SACHparams`, and a
+Same shape as `pex_jax.agents.iql`: a `SACState` pytree of flax `TrainState`s, static `SACHparams`, and a
 pure `sac_update(state, batch, key, hp)` that jits and vmaps over a leading seed axis of (state, key).
 
 One update, in this order:
@@ -26,8 +26,8 @@ import optax
 from flax import struct
 from flax.training.train_state import TrainState
 
-from pex_jax.iql import Batch, Params
-from pex_jax.networks import MLP, Critic, Dense
+from pex_jax.agents.iql import Batch, Params
+from pex_jax.agents.networks import MLP, Critic, Dense
 
 # Hard clip of the state-dependent log-std: std in [4.5e-5, 7.4]. Low enough for a near-deterministic
 # policy, high enough to be uniform-like after tanh; log-probs stay well inside float32.

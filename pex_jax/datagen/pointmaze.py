@@ -7,7 +7,7 @@ Minari splits episodes at each success. Actions are the PD command toward the ne
 N(0, noise^2), clipped to [-1, 1].
 
 Datasets are saved as `pex/pointmaze/{umaze,medium,large}-v0`, a local namespace that cannot be
-mistaken for the official ids. CLI: `python -m pex_jax.data.generate --maze=all` (`make data`).
+mistaken for the official ids. CLI: `python -m pex_jax.datagen.pointmaze --maze=all` (`make data`).
 """
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ def _dir_size_mb(path: Any) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pex_jax.data.generate",
+        prog="python -m pex_jax.datagen.pointmaze",
         description="Generate local PointMaze Minari datasets (pex/pointmaze/<maze>-v0) "
         "into MINARI_DATASETS_PATH.",
     )

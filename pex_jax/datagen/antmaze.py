@@ -11,7 +11,7 @@ evaluates the original files. Recipe (`shared/docs/antmaze-data-recipe.md` §1, 
 - goal, drawn per episode and held for the whole episode (D4RL): a cell from the task's goal cells (umaze: the
   evaluation goal cell; play: D4RL's hand-picked G cells; diverse: any free cell) at centre + U(0, 1) + U(0, 0.5);
 - control: each step the BFS planner (`envs/maze_planner`) gives the next cell centre (the exact goal inside the
-  goal cell), the controller (`data/ant_controller`) its deterministic action, plus N(0, noise^2), clipped;
+  goal cell), the controller (`datagen/ant_controller`) its deterministic action, plus N(0, noise^2), clipped;
 - episodes of `episode_steps` (1000) steps, truncated at the end; raw terminals none;
 - relabelling (D4RL `relabel_antmaze_rewards.py`): reward = terminal = 1[|next xy - g*| <= 0.5] against one
   evaluation goal g* (the eval goal cell + 0.75 per axis, the mean of the eval env's goal noise), trajectories not
@@ -19,7 +19,7 @@ evaluates the original files. Recipe (`shared/docs/antmaze-data-recipe.md` §1, 
 
 Saved as Minari datasets `pex/antmaze/<task>-v0` with the D4RL AntMaze env as eval env (`pex/D4RLAntMaze-v2`)
 and reference scores 0 / 1 (the score is 100 x success, D4RL's scale). `make data-antmaze`, or
-`python -m pex_jax.data.antmaze_generate --task=all [--steps N --noise S --seed K]`; same seed, same dataset.
+`python -m pex_jax.datagen.antmaze --task=all [--steps N --noise S --seed K]`; same seed, same dataset.
 """
 
 from __future__ import annotations
@@ -198,7 +198,7 @@ def generate_antmaze(name: str, controller: Any, steps: int = STEPS, noise: floa
     import minari
     from minari.data_collector import EpisodeBuffer
 
-    from pex_jax.data.generate import compact_hdf5
+    from pex_jax.datagen.pointmaze import compact_hdf5
 
     recipe = recipe_for(name)
     if steps < episode_steps or episode_steps < 1:
@@ -240,7 +240,7 @@ def generate_antmaze(name: str, controller: Any, steps: int = STEPS, noise: floa
             minari.create_dataset_from_buffers(
                 recipe.dataset_id, buffer=buffers, env=collection_env, eval_env=eval_env,
                 observation_space=obs_space, action_space=act_space,
-                algorithm_name="BFS waypoints + SAC goal-reaching ant (pex_jax.data.ant_controller) + Gaussian noise",
+                algorithm_name="BFS waypoints + SAC goal-reaching ant (pex_jax.datagen.ant_controller) + noise",
                 author="pex-jax", ref_min_score=0.0, ref_max_score=1.0,
                 description=(
                     f"D4RL-recipe AntMaze data generated locally for {recipe.task_id}: {episodes} episodes x "
@@ -327,9 +327,9 @@ def check_controller(controller: Any, episodes: int = 100, seed: int = 0,
 
 # ------------------------------------------------------------------------------------------------------------ CLI
 def main(argv: list[str] | None = None) -> int:
-    from pex_jax.data.ant_controller import CHECKPOINT, load_controller
+    from pex_jax.datagen.ant_controller import CHECKPOINT, load_controller
 
-    parser = argparse.ArgumentParser(prog="python -m pex_jax.data.antmaze_generate",
+    parser = argparse.ArgumentParser(prog="python -m pex_jax.datagen.antmaze",
                                      description="Generate the local AntMaze datasets pex/antmaze/<task>-v0 "
                                                  "into MINARI_DATASETS_PATH.")
     parser.add_argument("--task", default="all", help=f"one of {', '.join(RECIPES)}, a comma list, or all")

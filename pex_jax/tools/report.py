@@ -1,6 +1,6 @@
 """Markdown tables and PNG learning curves from run directories (config.json + metrics.jsonl).
 
-Usage: `python -m pex_jax.report --runs runs/ [more dirs or globs] --out reports/`.
+Usage: `python -m pex_jax.tools.report --runs runs/ [more dirs or globs] --out reports/`.
 Task and algorithm come from each run's config.json, never from folder names, so runs can
 live anywhere. Runs of the same task and algorithm are pooled by seed. Spread over seeds is
 the population std (ddof=0), the same convention as summary.json. See docs/tracking.md.
