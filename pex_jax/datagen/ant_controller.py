@@ -6,6 +6,7 @@ machine with `pex_jax.agents.sac` in `GoalReachingAnt` (D4RL ant physics, open f
 
     python -m pex_jax.datagen.ant_controller train --steps=400000 --seed=0     # `make ant-expert`
     python -m pex_jax.datagen.ant_controller check --episodes=100              # noiseless maze success per maze
+    python -m pex_jax.datagen.ant_controller curve                             # docs/results/ant_controller_curve.png
 
 The committed checkpoint (`CHECKPOINT`, an .npz of the actor's parameters plus a JSON header) records the physics
 and observation it was trained for; `load_controller` refuses a file that does not match the current env, with
@@ -240,6 +241,29 @@ def train_controller(steps: int = 400_000, seed: int = 0, n_envs: int = 4, rando
     return {"best_targets_per_1k": best, "wall_s": time.time() - t0, "history": history}
 
 
+def plot_curve(csv_path: Path = CURVE, png_path: Path | None = None) -> Path:
+    """PNG of the training curve (targets reached per 1000 steps and speed toward the target vs env steps)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [line.split(",") for line in Path(csv_path).read_text().splitlines()]
+    cols = {name: np.array([float(r[i]) for r in rows[1:]]) for i, name in enumerate(rows[0])}
+    png_path = Path(png_path) if png_path is not None else Path(csv_path).with_suffix(".png")
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax[0].plot(cols["env_steps"], cols["targets_per_1k"], marker="o")
+    ax[0].set(xlabel="env steps", ylabel="targets reached / 1000 steps", title="deterministic policy, open floor")
+    ax[1].plot(cols["env_steps"], cols["speed"], marker="o", color="C1")
+    ax[1].set(xlabel="env steps", ylabel="metres toward the target / step", title="progress speed")
+    for a in ax:
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path
+
+
 def _write_curve(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = list(rows[0])
@@ -259,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--eval-every", type=int, default=25_000)
     tr.add_argument("--out", type=Path, default=CHECKPOINT)
     tr.add_argument("--curve", type=Path, default=CURVE)
+    cv = sub.add_parser("curve", help="plot the training curve CSV as a PNG next to it")
+    cv.add_argument("--csv", type=Path, default=CURVE)
     ck = sub.add_parser("check", help="noiseless waypoint following on umaze/medium/large: success rate per maze")
     ck.add_argument("--episodes", type=int, default=100)
     ck.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
@@ -271,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
                                       eval_every=args.eval_every, out=args.out, curve=args.curve, command=cmd)
             print(f"best: {result['best_targets_per_1k']:.1f} targets/1k steps; {result['wall_s']:.0f} s; "
                   f"checkpoint {args.out}")
+        elif args.cmd == "curve":
+            print(f"wrote {plot_curve(args.csv)}")
         else:
             from pex_jax.datagen.antmaze import check_controller
 

@@ -322,6 +322,8 @@ def check_controller(controller: Any, episodes: int = 100, seed: int = 0,
         out[maze] = res = waypoint_success(controller, CHECK_TASKS[maze], episodes, seed)
         print(f"{maze:7s} {CHECK_TASKS[maze]}: success {100 * res['success']:.0f}% of {episodes} noiseless episodes, "
               f"mean {res['mean_steps']:.0f} steps to the goal ({time.perf_counter() - t0:.0f} s)", flush=True)
+    worst = min(res["success"] for res in out.values())
+    print(f"acceptance (>= 90% on every maze): {'pass' if worst >= 0.9 else 'FAIL'} (lowest {100 * worst:.0f}%)")
     return out
 
 
