@@ -115,7 +115,7 @@ antmaze: $(STAMP) ## AntMaze: SEED=0-9 ALGO=pex TASK=<task[,task]> SOURCE=d4rl|m
 	local=$$(for t in $$tasks; do case "$$t" in *-local) printf '%s,' "$${t%-local}";; esac; done); \
 	if [ -n "$$local" ]; then echo "== antmaze local datasets: generating what is missing ($${local%,})"; \
 	  $(PY) -m pex_jax.datagen.antmaze --task="$${local%,}" --skip-existing; fi; \
-	if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ]; then \
+	if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ] && [ "$(ALGO)" != sac ]; then \
 	  echo "== antmaze offline pre-training, all tasks x seeds $(SEED) per device call -> $(AM_RUN)"; \
 	  $(PY) -m pex_jax.pretrain --config=experiments/configs/antmaze.py --tasks="$$(echo $$tasks | tr ' ' ,)" \
 	    --config.seeds=$(SEED) --config.algo=$(ALGO) --config.run_dir=$(AM_RUN) $(ARGS); \

@@ -6,7 +6,7 @@ task-specific fields. Every flag is spelled `--config.<name>` on the command lin
 
 import ml_collections
 
-ALGOS = ("pex", "direct", "buffer", "scratch", "offline")
+ALGOS = ("pex", "direct", "buffer", "scratch", "offline", "pex_sac", "sac")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -14,7 +14,7 @@ def default_config() -> ml_collections.ConfigDict:
     # --- Experiment ---
     c.task = "pointmaze-umaze"  # human-readable task name (report rows, W&B group)
     c.dataset_id = "pex/pointmaze/umaze-v0"  # Minari dataset id, or d4rl:<task id | path to a D4RL hdf5>
-    c.algo = "pex"  # pex | direct | buffer | scratch | offline
+    c.algo = "pex"  # pex | direct | buffer | scratch | offline | pex_sac | sac
     c.seeds = "0"  # "0-9", "0,3,7" or "4"; all seeds share one process (vmap axis)
     c.run_dir = ""  # default: runs/<task>/<algo>/<timestamp>
     c.offline_checkpoint = ""  # reuse a pre-trained offline run (its offline_ckpt dir or run dir)
@@ -51,6 +51,10 @@ def default_config() -> ml_collections.ConfigDict:
     c.buffer_capacity = 1_000_000
     c.inv_temperature = 10.0  # PEX selection: softmax(inv_temperature * Q)
     c.eval_epsilon = 0.1  # PEX eval: epsilon on both a2 and w (reference); 0 = fully greedy
+    # --- SAC backbone (pex_sac, sac; docs/pex-sac.md) ---
+    c.init_temperature = 1.0  # initial entropy temperature alpha (learned, target entropy -action_dim)
+    c.sac_backup_entropy = False  # -alpha log pi(a'|s') in the critic target (only with pex_sac_backup=new)
+    c.pex_sac_backup = "policy_set"  # next action of the critic target: policy_set | new (stock SAC)
     # --- Evaluation ---
     c.eval_episodes = 10  # headline evaluations: end of each phase and online step 0
     c.interim_eval_episodes = 10  # every other evaluation (at most eval_episodes)

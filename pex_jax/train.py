@@ -1,5 +1,5 @@
-"""Runner: offline IQL pre-training, then online fine-tuning (pex | direct | buffer | scratch), all
-seeds of a run on one vmap axis in one process.
+"""Runner: offline IQL pre-training, then online fine-tuning (pex | direct | buffer | scratch | pex_sac |
+sac), all seeds of a run on one vmap axis in one process.
 
     python -m pex_jax.train --config=experiments/configs/pointmaze.py:umaze --config.seeds=0-2
 
@@ -32,6 +32,7 @@ from pex_jax.agents.algorithms import (
     over_seeds,
 )
 from pex_jax.agents.iql import Batch
+from pex_jax.agents.pex_sac import BACKUPS, check_action_bounds
 from pex_jax.config import ALGOS
 from pex_jax.data import flatten_observation, to_device, transform_rewards
 from pex_jax.data.minari import DatasetInfo
@@ -73,6 +74,14 @@ def validate_config(config: ml_collections.ConfigDict) -> list[int]:
         raise ConfigError(f"offline_ratio must be in [0, 1], got {config.offline_ratio} (--config.offline_ratio)")
     if not 0.0 <= config.eval_epsilon <= 1.0:
         raise ConfigError(f"eval_epsilon must be in [0, 1], got {config.eval_epsilon} (--config.eval_epsilon)")
+    if config.init_temperature <= 0:
+        raise ConfigError(f"init_temperature must be > 0, got {config.init_temperature} (--config.init_temperature)")
+    if config.pex_sac_backup not in BACKUPS:
+        raise ConfigError(f"pex_sac_backup must be one of {', '.join(BACKUPS)}, got {config.pex_sac_backup!r} "
+                          f"(--config.pex_sac_backup)")
+    if config.algo == "pex_sac" and config.pex_sac_backup == "policy_set" and config.sac_backup_entropy:
+        raise ConfigError("sac_backup_entropy=True needs --config.pex_sac_backup=new: the policy set's backup "
+                          "action can be the offline policy's mode, which has no log-probability")
     if config.resume not in ("", "auto"):
         raise ConfigError(f"resume must be '' or 'auto', got {config.resume!r} (--config.resume)")
     spec = ALGORITHMS[config.algo]
@@ -423,6 +432,8 @@ def run(config: ml_collections.ConfigDict) -> dict:
     reward_transform = config.reward_transform or info.default_reward_transform
     dims = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
                 tuple(float(x) for x in np.ravel(info.action_high)))
+    if spec.backbone == "sac":
+        check_action_bounds(dims.action_low, dims.action_high)
     dataset = dataset_batch(transitions, info, reward_transform, bool(config.terminal_on_success))
     if can_shard(len(seeds)):
         dataset = replicate(dataset)

@@ -1,4 +1,4 @@
-"""Algorithms (pex, direct, buffer, scratch, offline) as pure functions over `IQLState`.
+"""Algorithms (pex, direct, buffer, scratch, offline over `IQLState`; pex_sac, sac over SAC states).
 
 `make_offline_chunk` and `make_online_step` return single-seed functions; the runner wraps
 them in `jax.jit(jax.vmap(...))` so that all seeds advance in one device call.
@@ -22,7 +22,17 @@ from pex_jax.agents.iql import (
     iql_update,
     value_critic_update,
 )
+from pex_jax.agents.pex_sac import (
+    init_sac,
+    pex_sac_action,
+    pex_sac_update,
+    sac_action,
+    sac_hparams,
+    trained_params,
+    warm_start,
+)
 from pex_jax.agents.policy_set import policy_set_action, single_policy_action
+from pex_jax.agents.sac import sac_update
 from pex_jax.data.replay import mixed_batch, sample_dataset, sample_rows
 
 
@@ -33,6 +43,7 @@ class AlgoSpec:
     warm_start: str  # "pex": critic/V/target from offline, fresh new policy; "direct": all, target := critic
     offline_ratio: float  # share of offline rows in online batches
     policy_set: bool  # acts with the PEX policy set
+    backbone: str = "iql"  # online learner: "iql" (IQLState) or "sac" (pex_jax.agents.pex_sac)
 
 
 ALGORITHMS = {
@@ -41,6 +52,9 @@ ALGORITHMS = {
     "buffer": AlgoSpec("buffer", False, "none", 0.5, False),
     "scratch": AlgoSpec("scratch", False, "none", 0.0, False),
     "offline": AlgoSpec("offline", True, "none", 0.0, False),
+    # SAC backbone: offline IQL critic + frozen IQL actor + new SAC actor; and online SAC, RLPD-style batches.
+    "pex_sac": AlgoSpec("pex_sac", True, "pex", 0.5, True, "sac"),
+    "sac": AlgoSpec("sac", False, "none", 0.5, False, "sac"),
 }
 
 
@@ -77,8 +91,15 @@ def init_offline_state(key: jax.Array, dims: Dims, config) -> IQLState:
     return _create(dims, config, actor, critic, value, critic, decay_steps=decay)
 
 
-def init_online_state(spec: AlgoSpec, key: jax.Array, dims: Dims, config, offline: IQLState | None) -> IQLState:
-    """Online state per algorithm; every optimizer restarts (no LR schedule), as in the reference."""
+def init_online_state(spec: AlgoSpec, key: jax.Array, dims: Dims, config, offline: IQLState | None):
+    """Online state per algorithm; every optimizer restarts (no LR schedule), as in the reference.
+
+    An `IQLState` for the IQL backbone; for SAC a `PEXSACState` (pex_sac) or a `SACState` (sac).
+    """
+    if spec.backbone == "sac":
+        if spec.warm_start == "pex":
+            return warm_start(key, offline, dims.obs_dim, dims.action_dim, config)
+        return init_sac(key, dims.obs_dim, dims.action_dim, config)
     actor, critic, value = init_params(key, dims.obs_dim, dims.action_dim, config.hidden_dims, dims.action_low,
                                        dims.action_high)
     if spec.warm_start == "pex":
@@ -114,15 +135,23 @@ def pex_update(
 
 
 def update_fn(spec: AlgoSpec, config):
+    if spec.backbone == "sac":
+        hp = sac_hparams(config)
+        if spec.policy_set:
+            return partial(pex_sac_update, hp=hp, inv_temperature=config.inv_temperature,
+                           backup=config.pex_sac_backup)
+        return partial(sac_update, hp=hp)
     hp = hparams(config)
     if spec.policy_set:
         return partial(pex_update, hp=hp, inv_temperature=config.inv_temperature)
     return partial(iql_update, hp=hp)
 
 
-def finite_flag(state: IQLState, metrics: dict) -> jax.Array:
+def finite_flag(state, metrics: dict) -> jax.Array:
     """True when every loss and parameter is finite: a cheap divergence check inside jit."""
-    leaves = jax.tree.leaves((state.actor.params, state.critic.params, state.value.params, metrics))
+    params = ((state.actor.params, state.critic.params, state.value.params) if isinstance(state, IQLState)
+              else trained_params(state))
+    leaves = jax.tree.leaves((params, metrics))
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
@@ -157,8 +186,13 @@ def make_offline_chunk(config, num_updates: int):
 # --- Acting ---
 
 
-def act(spec: AlgoSpec, state: IQLState, key: jax.Array, obs: jax.Array, config, evaluate: bool):
+def act(spec: AlgoSpec, state, key: jax.Array, obs: jax.Array, config, evaluate: bool):
     """One action for one observation; returns (action, choice) with choice 1 for single policies."""
+    if spec.backbone == "sac":
+        if spec.policy_set:
+            epsilon = config.eval_epsilon if evaluate else 1.0
+            return pex_sac_action(state, key, obs, config.inv_temperature, epsilon)
+        return sac_action(state, key, obs, deterministic=evaluate), jnp.ones((), jnp.int32)
     if spec.policy_set:
         epsilon = config.eval_epsilon if evaluate else 1.0
         return policy_set_action(state, key, obs, config.inv_temperature, epsilon)

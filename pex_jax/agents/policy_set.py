@@ -8,8 +8,11 @@ Per state s (reference `pex.py:select_action`):
 - w ~ Categorical(inv_temperature * q) with probability `epsilon`, else argmax;
 - the action is a_w; index 0 is the offline policy, 1 the new one.
 
-Written for one state; `jax.vmap` adds batch and seed axes.
+`compose` is that rule for any pair of members (the IQL new policy here, the SAC one in
+`pex_jax.agents.pex_sac`). Written for one state; `jax.vmap` adds batch and seed axes.
 """
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,22 +23,40 @@ from pex_jax.agents.networks import gaussian_sample
 OFFLINE, NEW = 0, 1
 
 
-def policy_set_action(
-    state: IQLState, key: jax.Array, obs: jax.Array, inv_temperature: float, epsilon: float
+def compose(
+    key: jax.Array,
+    obs: jax.Array,
+    offline_action: jax.Array,
+    new_sample: Callable[[jax.Array], jax.Array],
+    new_mode: jax.Array,
+    q_fn: Callable[[jax.Array, jax.Array], jax.Array],
+    inv_temperature: float,
+    epsilon: float,
 ) -> tuple[jax.Array, jax.Array]:
-    """Return (action, choice) for one observation; choice is 0 (offline policy) or 1 (new policy)."""
+    """(action, choice) for one observation from the offline action, the new member's sampler and mode,
+    and `q_fn(obs_pair, action_pair) -> (num_qs, 2)`; the key split is shared by every backbone."""
     k_sample, k_explore_a, k_choice, k_explore_w = jax.random.split(key, 4)
-    apply = state.actor.apply_fn
-    a1, _ = apply({"params": state.offline_actor_params}, obs)
-    mean, log_std = apply({"params": state.actor.params}, obs)
-    a2 = jnp.where(jax.random.uniform(k_explore_a) < epsilon, gaussian_sample(k_sample, mean, log_std), mean)
-
-    candidates = jnp.stack([a1, a2])
-    q = state.critic.apply_fn({"params": state.critic.params}, jnp.stack([obs, obs]), candidates).min(0)
+    a2 = jnp.where(jax.random.uniform(k_explore_a) < epsilon, new_sample(k_sample), new_mode)
+    candidates = jnp.stack([offline_action, a2])
+    q = q_fn(jnp.stack([obs, obs]), candidates).min(0)
     logits = inv_temperature * q
     sampled = jax.random.categorical(k_choice, logits)
     choice = jnp.where(jax.random.uniform(k_explore_w) < epsilon, sampled, jnp.argmax(logits))
     return candidates[choice], choice
+
+
+def policy_set_action(
+    state: IQLState, key: jax.Array, obs: jax.Array, inv_temperature: float, epsilon: float
+) -> tuple[jax.Array, jax.Array]:
+    """Return (action, choice) for one observation; choice is 0 (offline policy) or 1 (new policy)."""
+    apply = state.actor.apply_fn
+    a1, _ = apply({"params": state.offline_actor_params}, obs)
+    mean, log_std = apply({"params": state.actor.params}, obs)
+
+    def q_fn(observations, actions):
+        return state.critic.apply_fn({"params": state.critic.params}, observations, actions)
+
+    return compose(key, obs, a1, lambda k: gaussian_sample(k, mean, log_std), mean, q_fn, inv_temperature, epsilon)
 
 
 def single_policy_action(state: IQLState, key: jax.Array, obs: jax.Array, deterministic: bool) -> jax.Array:

@@ -26,7 +26,7 @@ from pex_jax.errors import ConfigError, run_cli
 SCORE = "eval/normalized_score"
 SUCCESS = "eval/success_rate"
 REGRET = "train/regret"
-ALGO_ORDER = ("pex", "direct", "buffer", "scratch", "offline")
+ALGO_ORDER = ("pex", "direct", "buffer", "scratch", "offline", "pex_sac", "sac")
 DASH = "–"
 SCALES = {"success": "100×success", "return": "norm. return"}
 
