@@ -64,7 +64,7 @@ PM_RUN = $(or $(RUN),runs/pointmaze/$(NOW))
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline  TASK=<task>  SOURCE=d4rl|minari|local  RUN=<dir>  MULTITASK=0|1  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
+	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline|pex_sac|sac  TASK=<task>  SOURCE=d4rl|minari|local  RUN=<dir>  MULTITASK=0|1  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
 	@echo "  ACCEL=cpu|cuda12|cuda13|tpu|auto (jax wheels of .venv; now $(ACCEL_BUILT))  SYSTEM_JAX=0|1 (python3's own jax + $(WHEELS)/)  TEST_PLATFORMS=cpu|'' (make test's JAX_PLATFORMS)"
 
 ifeq ($(SYSTEM_JAX),1)
