@@ -1,0 +1,193 @@
+"""Every number and figure of docs/results/antmaze.md, recomputed from the study's run directories.
+
+    python experiments/antmaze_summary.py docs/results/antmaze_runs --out docs/results
+
+Writes `antmaze_tables.md` (headline table, per-seed table, offline-pick rates, compute) and one PNG per task,
+`curves_antmaze-<task>.png`: offline and online phases on one x-axis (online steps are placed after the offline
+updates; a dashed line marks the switch), mean ± std over seeds per algorithm, and below it the share of PEX's
+evaluation actions that came from the offline policy.
+
+Scores are D4RL's: 100 x success rate. "online step 0" is the evaluation of the online agent before any online
+update (for PEX: the policy set with its untrained new policy); "first online" is the first evaluation after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+SCORE, PICK = "eval/normalized_score", "eval/offline_choice_rate"
+ORDER = ("offline", "pex", "direct", "buffer", "pex_sac", "sac")
+
+
+def _lines(run: Path) -> list[dict]:
+    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+
+
+def _evals(lines: list[dict], phase: str) -> dict[int, list[tuple[int, dict]]]:
+    """seed -> [(step, line)] of the evaluation lines of one phase, in step order."""
+    out = defaultdict(list)
+    key = "offline_step" if phase == "offline" else "online_step"
+    for r in lines:
+        if r.get("phase") == phase and SCORE in r:
+            out[r["seed"]].append((int(r[key]), r))
+    return {s: sorted(v, key=lambda x: x[0]) for s, v in out.items()}
+
+
+def load_study(root: Path) -> dict[str, dict[str, dict]]:
+    """task -> algo -> {"config", "summary", "offline": evals, "online": evals} for every finished run."""
+    study: dict[str, dict[str, dict]] = defaultdict(dict)
+    for cfg_path in sorted(root.glob("*/*/config.json")):
+        run = cfg_path.parent
+        if not (run / "summary.json").exists():
+            continue
+        cfg = json.loads(cfg_path.read_text())
+        lines = _lines(run)
+        study[run.parent.name][run.name] = {"config": cfg, "summary": json.loads((run / "summary.json").read_text()),
+                                            "offline": _evals(lines, "offline"), "online": _evals(lines, "online")}
+    return study
+
+
+def _stat(values) -> str:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    return "–" if v.size == 0 else f"{v.mean():.1f} ± {v.std():.1f}"
+
+
+def _seeds(values) -> str:
+    return " / ".join("–" if v is None else f"{v:.0f}" for v in values)
+
+
+def headline_rows(study: dict) -> list[dict]:
+    rows = []
+    for task, algos in study.items():
+        pre = algos.get("offline")
+        last_off = {s: ev[-1][1][SCORE] for s, ev in pre["offline"].items()} if pre else {}
+        for algo in sorted(algos, key=lambda a: ORDER.index(a) if a in ORDER else len(ORDER)):
+            run = algos[algo]
+            seeds = sorted(set(run["online"]) | set(run["offline"]))
+            on = run["online"]
+
+            def pick(fn, seeds=seeds, on=on):
+                return [fn(on[s]) if on.get(s) else None for s in seeds]
+
+            step0 = pick(lambda ev: ev[0][1][SCORE] if ev[0][0] == 0 else None)
+            first = pick(lambda ev: next((r[SCORE] for t, r in ev if t > 0), None))
+            worst = pick(lambda ev: min(r[SCORE] for t, r in ev if t > 0) if any(t > 0 for t, _ in ev) else None)
+            final = pick(lambda ev: ev[-1][1][SCORE])
+            if algo == "offline":  # the offline policy, never fine-tuned: its last offline evaluation throughout
+                final = [last_off.get(s) for s in seeds]
+                step0 = first = worst = [None] * len(seeds)
+            rows.append({"task": task, "algo": algo, "seeds": seeds,
+                         "last_offline": [last_off.get(s) for s in seeds] if algo in ("offline", "pex", "direct",
+                                                                                       "pex_sac") else
+                         [None] * len(seeds),
+                         "step0": step0, "first": first, "worst": worst, "final": final,
+                         "first_step": next((t for ev in on.values() for t, _ in ev if t > 0), None),
+                         "final_step": max((ev[-1][0] for ev in on.values() if ev), default=None),
+                         "pick": {s: [(t, r.get(PICK)) for t, r in on.get(s, []) if r.get(PICK) is not None]
+                                  for s in seeds}})
+    return rows
+
+
+def tables(study: dict) -> str:
+    rows = headline_rows(study)
+    out = ["| task | algo | seeds | last offline | online step 0 | first online | worst online | final |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['task']} | {r['algo']} | {len(r['seeds'])} | {_stat(r['last_offline'])} "
+                   f"| {_stat(r['step0'])} | {_stat(r['first'])} | {_stat(r['worst'])} | {_stat(r['final'])} |")
+    seed_list = ", ".join(sorted({str(s) for r in rows for s in r["seeds"]}))
+    out += ["", f"Per seed (seeds in order {seed_list}):", "",
+            "| task | algo | last offline | online step 0 | first online | worst online | final |",
+            "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['task']} | {r['algo']} | {_seeds(r['last_offline'])} | {_seeds(r['step0'])} "
+                   f"| {_seeds(r['first'])} | {_seeds(r['worst'])} | {_seeds(r['final'])} |")
+    picks = [r for r in rows if any(r["pick"].values())]
+    if picks:
+        out += ["", "Offline-pick rate of the policy set (share of evaluation actions from the offline policy), "
+                "mean over seeds at each evaluation:", "", "| task | algo | online step: rate |", "|---|---|---|"]
+        for r in picks:
+            steps = sorted({t for v in r["pick"].values() for t, _ in v})
+            cells = []
+            for t in steps:
+                vals = [p for v in r["pick"].values() for tt, p in v if tt == t]
+                cells.append(f"{t // 1000}k: {np.mean(vals):.2f}")
+            out.append(f"| {r['task']} | {r['algo']} | {', '.join(cells)} |")
+    wall = [(task, algo, run["summary"].get("timing", {}).get("wall_s")) for task, algos in study.items()
+            for algo, run in algos.items()]
+    total = sum(w for _, _, w in wall if w)
+    out += ["", f"Compute: {total / 3600:.2f} h of wall clock over {len(wall)} runs on the 2-core CPU "
+            "(summary.json `timing.wall_s`; each run is one process using both cores)."]
+    return "\n".join(out) + "\n"
+
+
+def plot(study: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for task, algos in study.items():
+        pre = algos.get("offline")
+        n_off = int(pre["config"]["offline_steps"]) if pre else 0
+        fig, (ax, ax_pick) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, height_ratios=(3, 1))
+        for k, algo in enumerate(sorted(algos, key=lambda a: ORDER.index(a) if a in ORDER else len(ORDER))):
+            run = algos[algo]
+            series = run["offline"] if algo == "offline" else run["online"]
+            offset = 0 if algo == "offline" else n_off
+            steps = sorted({t for ev in series.values() for t, _ in ev})
+            if not steps:
+                continue
+            mat = np.array([[dict(ev).get(t, {}).get(SCORE, np.nan) for t in steps] for ev in series.values()], float)
+            x = np.asarray(steps) + offset
+            mean, std = np.nanmean(mat, axis=0), np.nanstd(mat, axis=0)
+            color = f"C{k}"
+            ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{algo} ({mat.shape[0]} seeds)")
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
+            if algo in ("pex", "pex_sac"):
+                pick = np.array([[dict(ev).get(t, {}).get(PICK, np.nan) for t in steps] for ev in series.values()],
+                                float)
+                ax_pick.plot(x, np.nanmean(pick, axis=0), marker="o", ms=3, color=color, label=algo)
+        for a in (ax, ax_pick):
+            a.axvline(n_off, color="k", ls="--", lw=1)
+            a.grid(alpha=0.3)
+        ax.set(ylabel="score (100 x success)", title=f"antmaze {task} (local data): offline | online")
+        ax.set_ylim(-5, 105)
+        ax.legend(loc="best", fontsize=8)
+        ax_pick.set(xlabel="offline updates, then online env steps", ylabel="offline pick")
+        ax_pick.set_ylim(-0.05, 1.05)
+        fig.tight_layout()
+        path = out_dir / f"curves_antmaze-{task}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("root", type=Path)
+    p.add_argument("--out", type=Path, default=Path("docs/results"))
+    args = p.parse_args(argv)
+    study = load_study(args.root)
+    if not study:
+        print(f"error: no finished runs (config.json + summary.json) under {args.root}/<task>/<algo>/", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    text = tables(study)
+    (args.out / "antmaze_tables.md").write_text(text)
+    print(text)
+    for path in plot(study, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
