@@ -53,7 +53,7 @@ RUN ?=
 TEST_PLATFORMS ?= cpu
 
 .DEFAULT_GOAL := help
-.PHONY: help test lint data data-antmaze ant-expert demo antmaze pointmaze bench report sweep study clean
+.PHONY: help test lint data data-antmaze ant-expert demo antmaze pointmaze bench report sweep study study-antmaze clean
 
 ANTMAZE_TASKS := umaze umaze-diverse medium-play medium-diverse large-play large-diverse
 POINTMAZE_TASKS := umaze medium large
@@ -180,6 +180,9 @@ sweep: $(STAMP) ## create a W&B sweep (or print the commands offline): SWEEP=exp
 
 study: $(STAMP) ## the PointMaze offline-to-online study (docs/results/pointmaze.md); resumable
 	$(PY) experiments/study.py $(ARGS)
+
+study-antmaze: $(STAMP) ## the AntMaze study (docs/results/antmaze.md) on local data; resumable; ARGS='--tasks=umaze --seeds=0-2'
+	$(PY) experiments/study_antmaze.py $(ARGS)
 
 clean: ## remove the venv and caches (keeps runs/ and datasets)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
