@@ -100,9 +100,11 @@ def test_cli_errors_before_any_work(random_controller, tmp_path, monkeypatch, ca
 
 
 # ------------------------------------------------------------------------------------------------- round trip
-def _generate(tmp_path, monkeypatch, controller_path, root: str, goal=(0.3, 0.0)):
+TEST_GOAL = (0.5, 0.2)  # next to the umaze start: the short episodes hold both reward 0 and reward 1 steps
+
+
+def _generate(tmp_path, monkeypatch, controller_path, root: str, goal=TEST_GOAL):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / root))
-    # an eval goal next to the umaze start, so that the short episodes hold both reward 0 and reward 1 steps
     monkeypatch.setattr(antmaze_gen, "eval_goal", lambda task_id: np.asarray(goal))
     ctrl = ant_controller.load_controller(controller_path)
     return antmaze_gen.generate_antmaze("umaze", ctrl, steps=80, episode_steps=40, noise=0.5, seed=3,
@@ -124,7 +126,7 @@ def test_tiny_generated_dataset_round_trips_with_d4rl_layout_and_relabelled_rewa
     first = data.observations[0]
     assert np.all(np.abs(first[:2]) <= 0.1 + 1e-6) and 0.6 < first[2] < 0.9
     # reward = terminal = success at 0.5 of the eval goal, on the post-step position
-    expected = (np.linalg.norm(data.next_observations[:, :2] - (0.3, 0.0), axis=1) <= 0.5).astype(np.float32)
+    expected = (np.linalg.norm(data.next_observations[:, :2] - TEST_GOAL, axis=1) <= 0.5).astype(np.float32)
     np.testing.assert_array_equal(data.rewards, expected)
     np.testing.assert_array_equal(data.terminals, expected)
     assert 0 < expected.sum() < 80

@@ -11,7 +11,14 @@ from pex_jax.envs.goal_reaching_ant import (
     GoalReachingAnt,
     controller_observation,
 )
-from pex_jax.envs.maze_planner import distance_table, next_waypoint, shortest_path_cells, xy_to_cell
+from pex_jax.envs.maze_planner import (
+    d4rl_cell,
+    distance_table,
+    next_waypoint,
+    next_waypoint_d4rl,
+    shortest_path_cells,
+    xy_to_cell,
+)
 from pex_jax.errors import ConfigError
 
 MAZE_TASK = {"umaze": "antmaze-umaze-v2", "medium": "antmaze-medium-play-v2", "large": "antmaze-large-play-v2"}
@@ -63,6 +70,34 @@ def test_waypoints_follow_shortest_free_path(maze):
         assert len(visited) <= len(path)
     assert visited == path
     np.testing.assert_allclose(next_waypoint(maze, cell_to_xy(*goal), goal_xy), goal_xy)  # in the goal cell
+
+
+def test_d4rl_lookup_is_floor_with_the_half_cell_shift():
+    assert d4rl_cell((0.0, 0.0)) == (1, 1)  # the start cell's centre
+    assert d4rl_cell((-1.5, -0.3)) == (1, 1)  # negatives clamp to 1e-4
+    assert d4rl_cell((3.99, 0.0)) == (1, 1) and d4rl_cell((4.0, 0.0)) == (1, 2)  # switches at the next centre
+    assert xy_to_cell((2.1, 0.0)) == (1, 2) and d4rl_cell((2.1, 0.0)) == (1, 1)  # the nearest-cell lookup differs
+    assert d4rl_cell((8.0, 7.99)) == (2, 3)
+
+
+@pytest.mark.parametrize("maze", list(MAZE_TASK))
+def test_d4rl_waypoints_are_next_cell_centres_plus_positive_noise_then_the_exact_goal(maze):
+    spec = TASKS[MAZE_TASK[maze]]
+    goal_xy = np.asarray(cell_to_xy(*spec.goal_cell)) + (1.2, 0.4)
+    rng = np.random.default_rng(0)
+    path = shortest_path_cells(maze, spec.start_cell, spec.goal_cell)
+    offsets = []
+    for cell, nxt in zip(path[:-1], path[1:], strict=True):
+        xy = np.asarray(cell_to_xy(*cell)) + rng.uniform(0.0, 3.9, size=2)  # inside the planner's (shifted) cell
+        assert d4rl_cell(xy) == cell
+        wp = next_waypoint_d4rl(maze, xy, goal_xy, rng)
+        if nxt == spec.goal_cell:
+            np.testing.assert_allclose(wp, goal_xy)  # the exact goal once the next cell is the goal's
+        else:
+            offsets.append(wp - np.asarray(cell_to_xy(*nxt)))
+    offsets = np.asarray(offsets)
+    assert np.all((offsets >= 0.0) & (offsets < 1.0)), offsets  # centre + U(0, 1) per axis
+    np.testing.assert_allclose(next_waypoint_d4rl(maze, goal_xy - 0.1, goal_xy, rng), goal_xy)
 
 
 def test_planner_rejects_wall_goal_and_recovers_from_wall_xy():

@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     ck.add_argument("--episodes", type=int, default=100)
     ck.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     ck.add_argument("--seed", type=int, default=0)
+    ck.add_argument("--planner", default="d4rl", choices=("d4rl", "centre"))
     args = parser.parse_args(argv)
     try:
         if args.cmd == "train":
@@ -302,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from pex_jax.datagen.antmaze import check_controller
 
-            check_controller(load_controller(args.checkpoint), episodes=args.episodes, seed=args.seed)
+            check_controller(load_controller(args.checkpoint), episodes=args.episodes, seed=args.seed,
+                             planner=args.planner)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -117,13 +117,25 @@ def recipe_for(name: str) -> Recipe:
 
 
 # ----------------------------------------------------------------------------------------------------- steering
-def steer(controller: Any, obs: np.ndarray, goals: np.ndarray, maze: str) -> np.ndarray:
-    """Deterministic controller actions (N, 8) for ants at D4RL observations `obs` (N, 29) heading to `goals` (N, 2)."""
-    from pex_jax.envs.goal_reaching_ant import controller_observation
-    from pex_jax.envs.maze_planner import next_waypoint
+PLANNERS = ("d4rl", "centre")
 
-    waypoints = np.stack([next_waypoint(maze, o[:2], g) for o, g in zip(obs, goals, strict=True)])
-    return controller.act(controller_observation(obs, waypoints))
+
+def steer(controller: Any, obs: np.ndarray, goals: np.ndarray, maze: str, planner: str = "d4rl",
+          rng: np.random.Generator | None = None) -> np.ndarray:
+    """Deterministic controller actions (N, 8) for ants at D4RL observations `obs` (N, 29) heading to `goals` (N, 2),
+    along `planner`'s waypoints (`envs/maze_planner`: "d4rl" = D4RL's lookup and waypoint noise, drawn from `rng`;
+    "centre" = nearest-cell lookup, noiseless cell centres)."""
+    from pex_jax.envs.goal_reaching_ant import controller_observation
+    from pex_jax.envs.maze_planner import next_waypoint, next_waypoint_d4rl
+
+    if planner == "d4rl":
+        rng = rng if rng is not None else np.random.default_rng()
+        waypoints = [next_waypoint_d4rl(maze, o[:2], g, rng) for o, g in zip(obs, goals, strict=True)]
+    elif planner == "centre":
+        waypoints = [next_waypoint(maze, o[:2], g) for o, g in zip(obs, goals, strict=True)]
+    else:
+        raise ConfigError(f"unknown planner {planner!r}; valid: {', '.join(PLANNERS)}")
+    return controller.act(controller_observation(obs, np.stack(waypoints)))
 
 
 def _place(env: D4RLAntMazeEnv, rng: np.random.Generator, recipe: Recipe) -> np.ndarray:
@@ -143,7 +155,8 @@ def _place(env: D4RLAntMazeEnv, rng: np.random.Generator, recipe: Recipe) -> np.
 
 
 def collect(recipe: Recipe, controller: Any, episodes: int, episode_steps: int = EPISODE_STEPS, noise: float = NOISE,
-            seed: int = SEED, parallel: int = 20, progress: bool = True) -> dict[str, np.ndarray]:
+            seed: int = SEED, parallel: int = 20, progress: bool = True,
+            planner: str = "d4rl") -> dict[str, np.ndarray]:
     """Run `episodes` fixed-length episodes, `parallel` at a time in lock-step (one batched controller call per
     step). Returns arrays: observations (E, T+1, 29), actions (E, T, 8), goals (E, 2), all float32/64 as stored."""
     from tqdm import tqdm
@@ -165,7 +178,7 @@ def collect(recipe: Recipe, controller: Any, episodes: int, episode_steps: int =
             goal_all[list(ids)] = goals
             obs_all[list(ids), 0] = obs
             for t in range(episode_steps):
-                action = steer(controller, obs, goals, recipe.maze)
+                action = steer(controller, obs, goals, recipe.maze, planner, rng)
                 action = np.clip(action + noise * rng.standard_normal(action.shape), -1.0, 1.0).astype(np.float32)
                 for k, env in enumerate(group):
                     obs[k], _, term, trunc, _ = env.step(action[k])
@@ -193,7 +206,7 @@ def _requirements() -> list[str]:
 
 def generate_antmaze(name: str, controller: Any, steps: int = STEPS, noise: float = NOISE, seed: int = SEED,
                      episode_steps: int = EPISODE_STEPS, overwrite: bool = False, progress: bool = True,
-                     parallel: int = 20) -> dict[str, Any]:
+                     parallel: int = 20, planner: str = "d4rl") -> dict[str, Any]:
     """Collect, relabel and save one dataset; returns a summary (id, steps, episodes, goal-pass share, ...)."""
     import minari
     from minari.data_collector import EpisodeBuffer
@@ -205,6 +218,8 @@ def generate_antmaze(name: str, controller: Any, steps: int = STEPS, noise: floa
         raise ConfigError(f"steps ({steps}) must be at least one episode ({episode_steps} steps)")
     if noise < 0:
         raise ConfigError(f"noise must be >= 0, got {noise}")
+    if planner not in PLANNERS:
+        raise ConfigError(f"unknown planner {planner!r}; valid: {', '.join(PLANNERS)}")
     path = dataset_dir(recipe.dataset_id)
     if path.exists() and not (path / "data").exists():
         shutil.rmtree(path)  # leftover of an interrupted run
@@ -215,7 +230,7 @@ def generate_antmaze(name: str, controller: Any, steps: int = STEPS, noise: floa
         shutil.rmtree(path)
     episodes = max(1, round(steps / episode_steps))
     start = time.perf_counter()
-    data = collect(recipe, controller, episodes, episode_steps, noise, seed, parallel, progress)
+    data = collect(recipe, controller, episodes, episode_steps, noise, seed, parallel, progress, planner)
     g_star = eval_goal(recipe.task_id)
     rewards = relabel(data["observations"][:, 1:, :2].astype(np.float64), g_star)
     to_goal = np.linalg.norm(data["observations"][:, :, :2] - data["goals"][:, None], axis=-1).min(axis=1)
@@ -244,7 +259,7 @@ def generate_antmaze(name: str, controller: Any, steps: int = STEPS, noise: floa
                 author="pex-jax", ref_min_score=0.0, ref_max_score=1.0,
                 description=(
                     f"D4RL-recipe AntMaze data generated locally for {recipe.task_id}: {episodes} episodes x "
-                    f"{episode_steps} steps, action noise std {noise}, seed {seed}, starts "
+                    f"{episode_steps} steps, action noise std {noise}, seed {seed}, {planner} planner, starts "
                     f"{'any free non-G cell' if recipe.multistart else 'the start cell'}, goal cells "
                     f"{recipe.goal_cells()} (+U(0,1)+U(0,0.5)), fixed per episode; rewards and terminations "
                     f"relabelled against the eval goal {g_star.tolist()} at radius {SUCCESS_RADIUS}; "
@@ -275,7 +290,7 @@ CHECK_TASKS = {"umaze": "antmaze-umaze-v2", "medium": "antmaze-medium-play-v2", 
 
 
 def waypoint_success(controller: Any, task_id: str, episodes: int, seed: int = 0, noise: float = 0.0,
-                     parallel: int = 25) -> dict[str, float]:
+                     parallel: int = 25, planner: str = "d4rl") -> dict[str, float]:
     """The evaluation task itself (D4RL start, random goal, success at 0.5 ends the episode, 700/1000 steps), driven
     by planner + controller: success rate and mean steps of the successful episodes."""
     rng = np.random.default_rng(seed)
@@ -289,7 +304,7 @@ def waypoint_success(controller: Any, task_id: str, episodes: int, seed: int = 0
             goals[k], started = info["goal"], started + 1
             active.append(k)
         while active:
-            action = steer(controller, obs[active], goals[active], maze)
+            action = steer(controller, obs[active], goals[active], maze, planner, rng)
             if noise > 0:
                 action = np.clip(action + noise * rng.standard_normal(action.shape), -1.0, 1.0)
             still = []
@@ -314,13 +329,14 @@ def waypoint_success(controller: Any, task_id: str, episodes: int, seed: int = 0
 
 
 def check_controller(controller: Any, episodes: int = 100, seed: int = 0,
-                     mazes: tuple[str, ...] = tuple(CHECK_TASKS)) -> dict[str, dict]:
-    """Noiseless planner + controller on each maze's evaluation task; prints one line per maze."""
+                     mazes: tuple[str, ...] = tuple(CHECK_TASKS), planner: str = "d4rl") -> dict[str, dict]:
+    """Planner + controller without action noise on each maze's evaluation task; one line per maze."""
     out = {}
     for maze in mazes:
         t0 = time.perf_counter()
-        out[maze] = res = waypoint_success(controller, CHECK_TASKS[maze], episodes, seed)
-        print(f"{maze:7s} {CHECK_TASKS[maze]}: success {100 * res['success']:.0f}% of {episodes} noiseless episodes, "
+        out[maze] = res = waypoint_success(controller, CHECK_TASKS[maze], episodes, seed, planner=planner)
+        print(f"{maze:7s} {CHECK_TASKS[maze]}: success {100 * res['success']:.0f}% of {episodes} noiseless episodes "
+              f"({planner} planner), "
               f"mean {res['mean_steps']:.0f} steps to the goal ({time.perf_counter() - t0:.0f} s)", flush=True)
     worst = min(res["success"] for res in out.values())
     print(f"acceptance (>= 90% on every maze): {'pass' if worst >= 0.9 else 'FAIL'} (lowest {100 * worst:.0f}%)")
@@ -339,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=NOISE)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--episode-steps", type=int, default=EPISODE_STEPS)
+    parser.add_argument("--planner", default="d4rl", choices=PLANNERS,
+                        help="waypoints: d4rl (D4RL's cell lookup + waypoint noise) or centre (nearest cell, centres)")
     parser.add_argument("--controller", type=Path, default=CHECKPOINT)
     parser.add_argument("--overwrite", action="store_true", help="replace existing datasets")
     parser.add_argument("--skip-existing", action="store_true", help="leave existing datasets alone")
@@ -359,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     for recipe in todo:
         s = generate_antmaze(recipe.name, controller, steps=args.steps, noise=args.noise, seed=args.seed,
                              episode_steps=args.episode_steps, overwrite=args.overwrite,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, planner=args.planner)
         print(f"{s['dataset_id']}: {s['steps']} steps, {s['episodes']} episodes, {100 * s['eval_goal_pass']:.1f}% "
               f"pass within 0.5 of the eval goal, {100 * s['commanded_goal_reached']:.1f}% reach their own goal, "
               f"{s['reward_ones']} reward-1 steps, flips {100 * s['flips']:.1f}%, {s['seconds']:.0f} s, "
