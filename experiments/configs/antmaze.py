@@ -1,6 +1,6 @@
-"""AntMaze with the reference's AntMaze settings, on D4RL's original files or Minari's re-collection.
+"""AntMaze with the reference's AntMaze settings, on D4RL's original files, Minari's re-collection or local data.
 
-Usage: --config=experiments/configs/antmaze.py:<task>[-d4rl]
+Usage: --config=experiments/configs/antmaze.py:<task>[-d4rl|-local]
   umaze, umaze-diverse, medium-play, medium-diverse, large-play, large-diverse
   <task>-d4rl   the original D4RL v2 hdf5 file (`d4rl:antmaze-<task>-v2`, looked up in $D4RL_DATASET_DIR,
                 default ~/.d4rl/datasets) in the D4RL AntMaze env: D4RL physics, start, goal and success
