@@ -101,6 +101,21 @@ def _nearest_reachable(dist: np.ndarray, xy: np.ndarray) -> Cell:
     return int(cells[k, 0]), int(cells[k, 1])
 
 
+def _plan(maze: str, xy, goal_xy, lookup) -> tuple[Cell | None, np.ndarray]:
+    """Shared by both planners: (next cell toward the goal, goal xy), or (None, waypoint) when the waypoint needs
+    no next cell: the exact goal inside the goal's cell, the nearest reachable centre off the grid."""
+    xy = np.asarray(xy, dtype=np.float64)[:2]
+    goal_xy = np.asarray(goal_xy, dtype=np.float64)[:2]
+    goal_cell = lookup(goal_xy)
+    dist, nxt = _tables(maze, goal_cell)
+    i, j = lookup(xy)
+    if (i, j) == goal_cell:
+        return None, goal_xy.copy()
+    if not (0 <= i < dist.shape[0] and 0 <= j < dist.shape[1]) or dist[i, j] == UNREACHABLE:
+        return None, np.asarray(cell_to_xy(*_nearest_reachable(dist, xy)), dtype=np.float64)
+    return (int(nxt[i, j, 0]), int(nxt[i, j, 1])), goal_xy
+
+
 def next_waypoint(maze: str, xy, goal_xy) -> np.ndarray:
     """Next waypoint (D4RL frame) for an ant at `xy` heading to `goal_xy` in `maze`.
 
@@ -108,32 +123,15 @@ def next_waypoint(maze: str, xy, goal_xy) -> np.ndarray:
     (recomputed from xy every step, as D4RL/OGBench do). If xy's cell is a wall or outside the map (e.g. the torso
     pressed into a corner), the waypoint is the centre of the nearest reachable free cell, to get back on the grid.
     """
-    xy = np.asarray(xy, dtype=np.float64)[:2]
-    goal_xy = np.asarray(goal_xy, dtype=np.float64)[:2]
-    goal_cell = xy_to_cell(goal_xy)
-    dist, nxt = _tables(maze, goal_cell)
-    i, j = xy_to_cell(xy)
-    if (i, j) == goal_cell:
-        return goal_xy.copy()
-    if not (0 <= i < dist.shape[0] and 0 <= j < dist.shape[1]) or dist[i, j] == UNREACHABLE:
-        return np.asarray(cell_to_xy(*_nearest_reachable(dist, xy)), dtype=np.float64)
-    return np.asarray(cell_to_xy(int(nxt[i, j, 0]), int(nxt[i, j, 1])), dtype=np.float64)
+    step, waypoint = _plan(maze, xy, goal_xy, xy_to_cell)
+    return waypoint if step is None else np.asarray(cell_to_xy(*step), dtype=np.float64)
 
 
 def next_waypoint_d4rl(maze: str, xy, goal_xy, rng: np.random.Generator) -> np.ndarray:
     """Next waypoint as D4RL's collection planner: `d4rl_cell` lookup, the exact goal once the ant's cell or the next
     cell is the goal's, otherwise the next cell's centre + U(0, 1) per axis from `rng`. Where the lookup lands on a
     wall (possible with the shifted cells), the centre of the nearest reachable cell, as `next_waypoint`."""
-    xy = np.asarray(xy, dtype=np.float64)[:2]
-    goal_xy = np.asarray(goal_xy, dtype=np.float64)[:2]
-    goal_cell = d4rl_cell(goal_xy)
-    dist, nxt = _tables(maze, goal_cell)
-    i, j = d4rl_cell(xy)
-    if (i, j) == goal_cell:
-        return goal_xy.copy()
-    if not (0 <= i < dist.shape[0] and 0 <= j < dist.shape[1]) or dist[i, j] == UNREACHABLE:
-        return np.asarray(cell_to_xy(*_nearest_reachable(dist, xy)), dtype=np.float64)
-    step = (int(nxt[i, j, 0]), int(nxt[i, j, 1]))
-    if step == goal_cell:
-        return goal_xy.copy()
+    step, waypoint = _plan(maze, xy, goal_xy, d4rl_cell)
+    if step is None or step == d4rl_cell(waypoint):  # the next cell is the goal's: the exact goal
+        return waypoint
     return np.asarray(cell_to_xy(*step), dtype=np.float64) + rng.uniform(0.0, 0.25 * CELL_SIZE, size=2)
