@@ -2,7 +2,8 @@
 
 Per task (local D4RL-recipe data, `pex/antmaze/<task>-v0`, generated if missing): one offline IQL pre-training
 (seeds vmapped; the `offline` row: the offline policy, never fine-tuned), then pex and direct from that
-checkpoint; optionally buffer (no pre-training). Finished runs (summary.json present) are skipped and
+checkpoint; optionally buffer (no pre-training) and the SAC-backbone pair pex_sac (from the same checkpoint)
+and sac (no pre-training), docs/pex-sac.md. Finished runs (summary.json present) are skipped and
 interrupted ones resume (`checkpoint_every` + `resume=auto`), so re-running continues the study; one
 task x algorithm at a time, so pieces fit in a session (`--tasks`, `--algos`).
 
@@ -33,7 +34,8 @@ COMMON = ["--config.log_every=1000", "--config.checkpoint_every=10000", "--confi
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default=",".join(TASKS))
-    p.add_argument("--algos", default=",".join(ALGOS), help="online algorithms, from pex,direct,buffer")
+    p.add_argument("--algos", default=",".join(ALGOS),
+                   help="online algorithms, from pex,direct,buffer,pex_sac,sac (issue 15's SAC comparison)")
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--out", default=str(ROOT / "runs" / "study_antmaze"))
     args, extra = p.parse_known_args(argv)
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [*base, f"--config.algo={algo}", f"--config.run_dir={run_dir}"]
             if run_dir.exists():
                 cmd.append("--config.resume=auto")
-            if algo in ("pex", "direct"):
+            if algo in ("pex", "direct", "pex_sac"):  # the others learn without the offline checkpoint
                 cmd.append(f"--config.offline_checkpoint={pre}")
             print("study:", " ".join(cmd[1:]), flush=True)
             subprocess.run(cmd, cwd=ROOT, check=True, env=env)

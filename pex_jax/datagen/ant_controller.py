@@ -58,14 +58,33 @@ def physics_signature() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------------- checkpoint
-def save_controller(path: Path, actor_params: Any, header: dict[str, Any]) -> None:
-    """Atomic write (tmp + rename) so that an interrupted save never leaves a half file under the real name."""
+def save_controller(path: Path, actor_params: Any, header: dict[str, Any], fmt: str = FORMAT) -> None:
+    """Atomic write (tmp + rename) so that an interrupted save never leaves a half file under the real name.
+    `fmt` labels the file's kind (other datagen policies reuse this layout with their own label)."""
     flat = traverse_util.flatten_dict(jax.device_get(actor_params), sep="/")
     arrays = {f"param:{k}": np.asarray(v, dtype=np.float32) for k, v in flat.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, header=np.asarray(json.dumps({"format": FORMAT, **header}, sort_keys=True)), **arrays)
+    np.savez(tmp, header=np.asarray(json.dumps({"format": fmt, **header}, sort_keys=True)), **arrays)
     tmp.replace(path)
+
+
+def read_actor_file(path: Path, fmt: str, required: tuple[str, ...], what: str, fix: str) -> tuple[dict, Any]:
+    """Header and actor parameters of a file written by `save_controller`. A missing or unreadable file, another
+    format, a missing header key or non-finite weights are each one ConfigError naming `path` and `fix`."""
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist; {fix}")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            header = json.loads(str(f["header"]))
+            flat = {k.removeprefix("param:"): np.asarray(f[k]) for k in f.files if k.startswith("param:")}
+    except Exception as e:  # zip/npz/json damage of any kind
+        raise ConfigError(f"{what} {path} is unreadable ({type(e).__name__}: {e}); {fix}") from e
+    if header.get("format") != fmt or any(k not in header for k in required):
+        raise ConfigError(f"{path} is not a pex-jax {what} (format {header.get('format')!r}); {fix}")
+    if not flat or not all(np.all(np.isfinite(v)) for v in flat.values()):
+        raise ConfigError(f"{what} {path} has no or non-finite parameters; {fix}")
+    return header, traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v) for k, v in flat.items()})
 
 
 class Controller:
@@ -86,30 +105,19 @@ def load_controller(path: Path | str | None = None, check_physics: bool = True) 
     """Load and validate a controller checkpoint; every failure is one ConfigError naming the file and the fix."""
     path = Path(path) if path is not None else CHECKPOINT
     fix = MAKE_HINT.format(path=path)
-    if not path.is_file():
-        raise ConfigError(f"ant controller checkpoint {path} does not exist; {fix}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            header = json.loads(str(f["header"]))
-            flat = {k.removeprefix("param:"): np.asarray(f[k]) for k in f.files if k.startswith("param:")}
-    except Exception as e:  # zip/npz/json damage of any kind
-        raise ConfigError(f"ant controller checkpoint {path} is unreadable ({type(e).__name__}: {e}); {fix}") from e
-    if header.get("format") != FORMAT or "physics" not in header or "hidden_dims" not in header:
-        raise ConfigError(f"{path} is not a pex-jax ant controller checkpoint (format {header.get('format')!r}); {fix}")
-    if not flat or not all(np.all(np.isfinite(v)) for v in flat.values()):
-        raise ConfigError(f"ant controller checkpoint {path} has no or non-finite parameters; {fix}")
+    header, params = read_actor_file(path, FORMAT, ("physics", "hidden_dims"), "ant controller checkpoint", fix)
     if check_physics:
         want, got = physics_signature(), header["physics"]
         diff = [f"{k}: file {got.get(k)!r}, env {v!r}" for k, v in want.items() if got.get(k) != v]
         if diff:
             raise ConfigError(f"ant controller {path} was trained for other physics or observations "
                               f"({'; '.join(diff)}); {fix}")
-    params = traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v) for k, v in flat.items()})
     return Controller(params, header, path)
 
 
 # ------------------------------------------------------------------------------------------------------- training
-def _replay(capacity: int, obs_dim: int, act_dim: int) -> dict[str, np.ndarray]:
+def replay_buffer(capacity: int, obs_dim: int, act_dim: int) -> dict[str, np.ndarray]:
+    """Preallocated host replay with `Batch`'s fields: a batch is `Batch(**{k: v[idx] for k, v in buf.items()})`."""
     return {
         "observations": np.zeros((capacity, obs_dim), np.float32),
         "actions": np.zeros((capacity, act_dim), np.float32),
@@ -188,7 +196,7 @@ def train_controller(steps: int = 400_000, seed: int = 0, n_envs: int = 4, rando
     rng = np.random.default_rng(seed)
     obs = np.stack([env.reset(seed=seed * 10_000 + i)[0] for i, env in enumerate(envs)]).astype(np.float32)
     n_resets = n_envs
-    buf, size = _replay(steps, OBS_DIM, act_dim), 0
+    buf, size = replay_buffer(steps, OBS_DIM, act_dim), 0
     best, history, metrics = -math.inf, [], {}
     header = {"hidden_dims": list(hidden_dims), "physics": physics, "seed": seed, "command": command,
               "sac": {"lr": lr, "batch_size": batch_size, "gamma": hp.gamma, "tau": hp.tau,
@@ -234,7 +242,7 @@ def train_controller(steps: int = 400_000, seed: int = 0, n_envs: int = 4, rando
                     f"alpha {row.get('alpha', float('nan')):.3f}  q {row.get('q_mean', float('nan')):.2f}"
                     + ("  (saved)" if improved else ""))
                 if curve is not None:
-                    _write_curve(curve, history)
+                    write_curve(curve, history)
     finally:
         for env in envs:
             env.close()
@@ -264,7 +272,8 @@ def plot_curve(csv_path: Path = CURVE, png_path: Path | None = None) -> Path:
     return png_path
 
 
-def _write_curve(path: Path, rows: list[dict]) -> None:
+def write_curve(path: Path, rows: list[dict]) -> None:
+    """CSV of per-evaluation rows, rewritten whole after every evaluation (a killed run keeps its curve)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     cols = list(rows[0])
     lines = [",".join(cols)] + [",".join(f"{r.get(c, '')}" for c in cols) for r in rows]
