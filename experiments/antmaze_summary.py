@@ -7,6 +7,9 @@ Writes `antmaze_tables.md` (headline table, per-seed table, offline-pick rates, 
 updates; a dashed line marks the switch), mean ± std over seeds per algorithm, and below it the share of PEX's
 evaluation actions that came from the offline policy.
 
+`--algos pex,pex_sac,sac --tag sac` restricts both to those algorithms (plus the offline row) and names the
+outputs `antmaze_tables-sac.md` and `curves_antmaze-<task>-sac.png` (issue 15's comparison, docs/results/pex_sac.md).
+
 Scores are D4RL's: 100 x success rate. "online step 0" is the evaluation of the online agent before any online
 update (for PEX: the policy set with its untrained new policy); "first online" is the first evaluation after it.
 """
@@ -39,12 +42,13 @@ def _evals(lines: list[dict], phase: str) -> dict[int, list[tuple[int, dict]]]:
     return {s: sorted(v, key=lambda x: x[0]) for s, v in out.items()}
 
 
-def load_study(root: Path) -> dict[str, dict[str, dict]]:
-    """task -> algo -> {"config", "summary", "offline": evals, "online": evals} for every finished run."""
+def load_study(root: Path, algos: set[str] | None = None) -> dict[str, dict[str, dict]]:
+    """task -> algo -> {"config", "summary", "offline": evals, "online": evals} for every finished run
+    (only `algos` and the offline row, when given)."""
     study: dict[str, dict[str, dict]] = defaultdict(dict)
     for cfg_path in sorted(root.glob("*/*/config.json")):
         run = cfg_path.parent
-        if not (run / "summary.json").exists():
+        if not (run / "summary.json").exists() or (algos and run.name not in algos | {"offline"}):
             continue
         cfg = json.loads(cfg_path.read_text())
         lines = _lines(run)
@@ -127,7 +131,7 @@ def tables(study: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def plot(study: dict, out_dir: Path) -> list[Path]:
+def plot(study: dict, out_dir: Path, tag: str = "") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,7 +168,7 @@ def plot(study: dict, out_dir: Path) -> list[Path]:
         ax_pick.set(xlabel="offline updates, then online env steps", ylabel="offline pick")
         ax_pick.set_ylim(-0.05, 1.05)
         fig.tight_layout()
-        path = out_dir / f"curves_antmaze-{task}.png"
+        path = out_dir / f"curves_antmaze-{task}{tag}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
@@ -175,16 +179,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, default=Path("docs/results"))
+    p.add_argument("--algos", default="", help="comma list: only these algorithms (+ offline)")
+    p.add_argument("--tag", default="", help="output name suffix, e.g. sac -> antmaze_tables-sac.md")
     args = p.parse_args(argv)
-    study = load_study(args.root)
+    tag = f"-{args.tag}" if args.tag else ""
+    study = load_study(args.root, set(args.algos.split(",")) if args.algos else None)
     if not study:
         print(f"error: no finished runs (config.json + summary.json) under {args.root}/<task>/<algo>/", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     text = tables(study)
-    (args.out / "antmaze_tables.md").write_text(text)
+    (args.out / f"antmaze_tables{tag}.md").write_text(text)
     print(text)
-    for path in plot(study, args.out):
+    for path in plot(study, args.out, tag):
         print(f"wrote {path}")
     return 0
 

@@ -1,0 +1,78 @@
+"""The AntMaze study summary: headline numbers from hand-written run dirs, the algorithm filter, the PNG names."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from experiments import antmaze_summary as summary
+
+SCORE, PICK = summary.SCORE, summary.PICK
+
+
+def write_run(root: Path, task: str, algo: str, offline: dict[int, list[float]] | None = None,
+              online: dict[int, list[float]] | None = None, pick: dict[int, list[float]] | None = None) -> Path:
+    """A finished run dir: offline evals every 10 updates, online evals at 0, 5k, 10k, ... env steps."""
+    run = root / task / algo
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"algo": algo, "offline_steps": 10 * len(next(iter(
+        (offline or {0: [0.0]}).values())))}))
+    (run / "summary.json").write_text(json.dumps({"timing": {"wall_s": 60.0}}))
+    lines = []
+    for seed, scores in (offline or {}).items():
+        lines += [{"seed": seed, "phase": "offline", "offline_step": 10 * (i + 1), SCORE: s}
+                  for i, s in enumerate(scores)]
+    for seed, scores in (online or {}).items():
+        for i, s in enumerate(scores):
+            row = {"seed": seed, "phase": "online", "online_step": 5000 * i, SCORE: s}
+            if pick:
+                row[PICK] = pick[seed][i]
+            lines.append(row)
+        lines.append({"seed": seed, "phase": "online", "online_step": 7000, "train/critic_loss": 1.0})  # not an eval
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    return run
+
+
+@pytest.fixture
+def study_root(tmp_path: Path) -> Path:
+    write_run(tmp_path, "umaze", "offline", offline={0: [0.0, 60.0], 1: [10.0, 80.0]})
+    write_run(tmp_path, "umaze", "pex", online={0: [20.0, 0.0, 90.0], 1: [70.0, 40.0, 100.0]},
+              pick={0: [0.2, 0.1, 0.3], 1: [0.8, 0.5, 0.4]})
+    write_run(tmp_path, "umaze", "sac", online={0: [0.0, 0.0, 10.0], 1: [0.0, 10.0, 30.0]})
+    unfinished = write_run(tmp_path, "umaze", "direct", online={0: [1.0]})
+    (unfinished / "summary.json").unlink()
+    return tmp_path
+
+
+def test_headline_rows_give_step0_first_worst_and_final_per_seed(study_root):
+    rows = {r["algo"]: r for r in summary.headline_rows(summary.load_study(study_root))}
+    assert list(rows) == ["offline", "pex", "sac"]  # study order; the unfinished direct run is left out
+    pex = rows["pex"]
+    assert pex["last_offline"] == [60.0, 80.0]
+    assert pex["step0"] == [20.0, 70.0]
+    assert pex["first"] == [0.0, 40.0]
+    assert pex["worst"] == [0.0, 40.0]
+    assert pex["final"] == [90.0, 100.0]
+    assert rows["offline"]["final"] == [60.0, 80.0]  # the never fine-tuned policy: its last offline score
+    assert rows["sac"]["last_offline"] == [None, None]  # no pre-training, no offline score
+
+
+def test_tables_report_mean_std_and_the_offline_pick_rate(study_root):
+    text = summary.tables(summary.load_study(study_root))
+    assert "| umaze | pex | 2 | 70.0 ± 10.0 | 45.0 ± 25.0 | 20.0 ± 20.0 | 20.0 ± 20.0 | 95.0 ± 5.0 |" in text
+    assert "0k: 0.50, 5k: 0.30, 10k: 0.35" in text
+    assert "over 3 runs" in text
+
+
+def test_algos_filter_keeps_the_offline_row_and_tags_the_outputs(study_root, tmp_path):
+    out = tmp_path / "out"
+    assert summary.main([str(study_root), "--out", str(out), "--algos", "sac", "--tag", "sac"]) == 0
+    text = (out / "antmaze_tables-sac.md").read_text()
+    assert "| umaze | sac |" in text and "| umaze | offline |" in text and "| umaze | pex |" not in text
+    assert (out / "curves_antmaze-umaze-sac.png").stat().st_size > 0
+    assert not (out / "antmaze_tables.md").exists()
+
+
+def test_no_finished_runs_is_an_error(tmp_path, capsys):
+    assert summary.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    assert "no finished runs" in capsys.readouterr().err
