@@ -93,6 +93,10 @@ def _fix_hint(dataset_id: str) -> str:
         name = dataset_id[len("pex/antmaze/") :].split("-v")[0]
         return (f"generate it locally with `make data-antmaze` or `python -m pex_jax.datagen.antmaze "
                 f"--task={name}` (same MINARI_DATASETS_PATH)")
+    if dataset_id.startswith("pex/mujoco/"):
+        env, _, level = dataset_id[len("pex/mujoco/") :].rpartition("-v")[0].partition("/")
+        return (f"generate it locally with `make data-mujoco` or `python -m pex_jax.datagen.locomotion generate "
+                f"--env={env} --level={level}` (same MINARI_DATASETS_PATH; needs `make mujoco-experts` first)")
     if dataset_id.startswith(LOCAL_NAMESPACE):
         maze = dataset_id[len(LOCAL_NAMESPACE) :].split("-v")[0]
         maze_arg = maze if maze in ("umaze", "medium", "large") else "all"

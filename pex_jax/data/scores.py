@@ -61,4 +61,9 @@ def normalized_score(returns: Any, info: DatasetInfo) -> np.ndarray:
         raise DatasetError(
             f"dataset {info.dataset_id!r} has ref_max_score == ref_min_score ({hi}); cannot normalize"
         )
-    return 100.0 * (np.asarray(returns, dtype=np.float64) - lo) / (hi - lo)
+    return d4rl_normalize(returns, lo, hi)
+
+
+def d4rl_normalize(returns: Any, ref_min: float, ref_max: float) -> np.ndarray:
+    """100 * (R - ref_min) / (ref_max - ref_min), elementwise: D4RL's x100 scale, written once."""
+    return 100.0 * (np.asarray(returns, dtype=np.float64) - ref_min) / (ref_max - ref_min)
