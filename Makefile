@@ -54,7 +54,7 @@ TEST_PLATFORMS ?= cpu
 MUJOCO_STEPS ?= 500000
 
 .DEFAULT_GOAL := help
-.PHONY: help test lint data data-antmaze ant-expert mujoco-experts data-mujoco demo antmaze pointmaze bench report sweep study study-antmaze clean
+.PHONY: help test lint data data-antmaze ant-expert mujoco-experts data-mujoco demo antmaze pointmaze bench report sweep study study-antmaze study-locomotion clean
 
 ANTMAZE_TASKS := umaze umaze-diverse medium-play medium-diverse large-play large-diverse
 POINTMAZE_TASKS := umaze medium large
@@ -191,6 +191,9 @@ study: $(STAMP) ## the PointMaze offline-to-online study (docs/results/pointmaze
 
 study-antmaze: $(STAMP) ## the AntMaze study (docs/results/antmaze.md) on local data; resumable; ARGS='--tasks=umaze --seeds=0-2'
 	$(PY) experiments/study_antmaze.py $(ARGS)
+
+study-locomotion: $(STAMP) ## the locomotion study (docs/results/locomotion.md) on local data; resumable; ARGS='--tasks=hopper-medium'
+	$(PY) experiments/study_locomotion.py $(ARGS)
 
 clean: ## remove the venv and caches (keeps runs/ and datasets)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

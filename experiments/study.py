@@ -10,12 +10,12 @@ at the reference defaults (expectile 0.9, beta 10, inverse temperature 10, UTD 1
 """
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from pex_jax.tools.study_runs import ROOT, run_task
+
 DATASETS = {
     # task name: generate_pointmaze kwargs (the first is the published recipe at 1M steps)
     "umaze": dict(maze="umaze", steps=1_000_000, noise=0.5, seed=123),
@@ -47,22 +47,8 @@ def main(argv=None) -> int:
         subprocess.run([py, "-m", "pex_jax.datagen.pointmaze", f"--maze={spec['maze']}", f"--steps={spec['steps']}",
                         f"--noise={spec['noise']}", f"--seed={spec['seed']}", f"--dataset-id={dataset_id}",
                         "--skip-existing", "--no-progress"], cwd=ROOT, check=True)
-        base = [py, "-m", "pex_jax.train", f"--config=experiments/configs/pointmaze.py:{task}",
-                f"--config.seeds={args.seeds}", *COMMON, *extra]
-        offline_dir = out / task / "offline"
-        for algo in ("offline", *args.algos.split(",")):
-            run_dir = out / task / algo
-            if (run_dir / "summary.json").exists():
-                print(f"study: {task}/{algo} done, skipping", flush=True)
-                continue
-            cmd = [*base, f"--config.algo={algo}", f"--config.run_dir={run_dir}"]
-            if run_dir.exists():
-                cmd.append("--config.resume=auto")
-            if algo in ("pex", "direct"):
-                cmd.append(f"--config.offline_checkpoint={offline_dir}")
-            print("study:", " ".join(cmd[1:]), flush=True)
-            subprocess.run(cmd, cwd=ROOT, check=True, env={**os.environ, "WANDB_MODE": os.environ.get(
-                "WANDB_MODE", "disabled")})
+        run_task(out / task, f"experiments/configs/pointmaze.py:{task}", args.seeds, args.algos.split(","),
+                 [*COMMON, *extra])
     subprocess.run([py, "-m", "pex_jax.tools.report", "--runs", str(out), "--out", args.report], cwd=ROOT, check=True)
     return 0
 

@@ -3,9 +3,8 @@
 Per task (local D4RL-recipe data, `pex/antmaze/<task>-v0`, generated if missing): one offline IQL pre-training
 (seeds vmapped; the `offline` row: the offline policy, never fine-tuned), then pex and direct from that
 checkpoint; optionally buffer (no pre-training) and the SAC-backbone pair pex_sac (from the same checkpoint)
-and sac (no pre-training), docs/pex-sac.md. Finished runs (summary.json present) are skipped and
-interrupted ones resume (`checkpoint_every` + `resume=auto`), so re-running continues the study; one
-task x algorithm at a time, so pieces fit in a session (`--tasks`, `--algos`).
+and sac (no pre-training), docs/pex-sac.md. Skip/resume as in experiments/study_runs.py; pieces fit in a
+session with `--tasks` and `--algos`.
 
 Hyperparameters: the reference's AntMaze settings (experiments/configs/antmaze.py: expectile 0.9, beta 10,
 inverse temperature 10, rewards r - 1, 2x256 networks, UTD 1, 5000 warm-up steps), fixed before any result was
@@ -15,12 +14,12 @@ D4RL's score (100 x success).
 """
 
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from pex_jax.tools.study_runs import ROOT, run_task
+
 TASKS = ("umaze", "medium-play", "large-play")
 ALGOS = ("pex", "direct")
 SCALE = [
@@ -39,29 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--out", default=str(ROOT / "runs" / "study_antmaze"))
     args, extra = p.parse_known_args(argv)
-    py, out = sys.executable, Path(args.out)
-    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled")}
+    out = Path(args.out)
     tasks = args.tasks.split(",")
-    subprocess.run([py, "-m", "pex_jax.datagen.antmaze", f"--task={','.join(tasks)}", "--skip-existing"],
+    subprocess.run([sys.executable, "-m", "pex_jax.datagen.antmaze", f"--task={','.join(tasks)}", "--skip-existing"],
                    cwd=ROOT, check=True)
     for task in tasks:
-        base = [py, "-m", "pex_jax.train", f"--config=experiments/configs/antmaze.py:{task}-local",
-                f"--config.seeds={args.seeds}", *SCALE, *COMMON, *extra]
-        pre = out / task / "offline"
-        for algo in ("offline", *args.algos.split(",")):
-            run_dir = out / task / algo
-            if (run_dir / "summary.json").exists():
-                print(f"study: {task}/{algo} done, skipping", flush=True)
-                continue
-            cmd = [*base, f"--config.algo={algo}", f"--config.run_dir={run_dir}"]
-            if run_dir.exists():
-                cmd.append("--config.resume=auto")
-            if algo in ("pex", "direct", "pex_sac"):  # the others learn without the offline checkpoint
-                cmd.append(f"--config.offline_checkpoint={pre}")
-            print("study:", " ".join(cmd[1:]), flush=True)
-            subprocess.run(cmd, cwd=ROOT, check=True, env=env)
+        run_task(out / task, f"experiments/configs/antmaze.py:{task}-local", args.seeds, args.algos.split(","),
+                 [*SCALE, *COMMON, *extra])
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except subprocess.CalledProcessError as e:  # the failing step printed its own `error:` line
+        sys.exit(e.returncode)

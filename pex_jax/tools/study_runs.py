@@ -1,0 +1,34 @@
+"""The run loop every study (experiments/study*.py) shares: offline IQL once per task, then each online algorithm.
+
+A finished run (summary.json present) is skipped and an interrupted one resumes (`--config.resume=auto`, with the
+study's `checkpoint_every`), so re-running a study continues it; one run per process, so pieces fit in a session.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FROM_OFFLINE = ("pex", "direct", "pex_sac")  # online algorithms that start from the offline checkpoint
+
+
+def run_task(task_dir: Path, config: str, seeds: str, algos: Sequence[str], flags: Sequence[str]) -> None:
+    """`offline`, then `algos`, each in `task_dir/<algo>`, with `pex_jax.train --config=<config>` and `flags`."""
+    base = [sys.executable, "-m", "pex_jax.train", f"--config={config}", f"--config.seeds={seeds}", *flags]
+    env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled")}
+    for algo in ("offline", *algos):
+        run_dir = task_dir / algo
+        if (run_dir / "summary.json").exists():
+            print(f"study: {task_dir.name}/{algo} done, skipping", flush=True)
+            continue
+        cmd = [*base, f"--config.algo={algo}", f"--config.run_dir={run_dir}"]
+        if run_dir.exists():
+            cmd.append("--config.resume=auto")
+        if algo in FROM_OFFLINE:
+            cmd.append(f"--config.offline_checkpoint={task_dir / 'offline'}")
+        print("study:", " ".join(cmd[1:]), flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True, env=env)
