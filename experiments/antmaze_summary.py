@@ -7,8 +7,9 @@ Writes `antmaze_tables.md` (headline table, per-seed table, offline-pick rates, 
 updates; a dashed line marks the switch), mean ± std over seeds per algorithm, and below it the share of PEX's
 evaluation actions that came from the offline policy.
 
-`--algos pex,pex_sac,sac --tag sac` restricts both to those algorithms (plus the offline row) and names the
-outputs `antmaze_tables-sac.md` and `curves_antmaze-<task>-sac.png` (issue 15's comparison, docs/results/pex_sac.md).
+`--tasks umaze --algos pex,pex_sac,sac --tag sac` restricts both to those tasks and algorithms (plus the offline
+row) and names the outputs `antmaze_tables-sac.md` and `curves_antmaze-<task>-sac.png` (issue 15's comparison,
+docs/results/pex_sac.md).
 
 Scores are D4RL's: 100 x success rate. "online step 0" is the evaluation of the online agent before any online
 update (for PEX: the policy set with its untrained new policy); "first online" is the first evaluation after it.
@@ -42,13 +43,14 @@ def _evals(lines: list[dict], phase: str) -> dict[int, list[tuple[int, dict]]]:
     return {s: sorted(v, key=lambda x: x[0]) for s, v in out.items()}
 
 
-def load_study(root: Path, algos: set[str] | None = None) -> dict[str, dict[str, dict]]:
+def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None = None) -> dict[str, dict[str, dict]]:
     """task -> algo -> {"config", "summary", "offline": evals, "online": evals} for every finished run
-    (only `algos` and the offline row, when given)."""
+    (only `tasks`, and only `algos` plus the offline row, when given)."""
     study: dict[str, dict[str, dict]] = defaultdict(dict)
     for cfg_path in sorted(root.glob("*/*/config.json")):
         run = cfg_path.parent
-        if not (run / "summary.json").exists() or (algos and run.name not in algos | {"offline"}):
+        if not (run / "summary.json").exists() or (algos and run.name not in algos | {"offline"}) or (
+                tasks and run.parent.name not in tasks):
             continue
         cfg = json.loads(cfg_path.read_text())
         lines = _lines(run)
@@ -180,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("root", type=Path)
     p.add_argument("--out", type=Path, default=Path("docs/results"))
     p.add_argument("--algos", default="", help="comma list: only these algorithms (+ offline)")
+    p.add_argument("--tasks", default="", help="comma list: only these tasks")
     p.add_argument("--tag", default="", help="output name suffix, e.g. sac -> antmaze_tables-sac.md")
     args = p.parse_args(argv)
     tag = f"-{args.tag}" if args.tag else ""
-    study = load_study(args.root, set(args.algos.split(",")) if args.algos else None)
+    study = load_study(args.root, set(args.algos.split(",")) if args.algos else None,
+                       set(args.tasks.split(",")) if args.tasks else None)
     if not study:
         print(f"error: no finished runs (config.json + summary.json) under {args.root}/<task>/<algo>/", file=sys.stderr)
         return 1
