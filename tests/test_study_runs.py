@@ -8,17 +8,18 @@ from pex_jax.tools import study_runs
 
 def test_run_task_skips_finished_resumes_interrupted_and_passes_the_offline_checkpoint(tmp_path: Path, monkeypatch):
     calls = []
-    monkeypatch.setattr(study_runs.subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw["env"])))
+    monkeypatch.setattr(study_runs.subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw["env"], kw["cwd"])))
     task = tmp_path / "umaze"
     (task / "offline").mkdir(parents=True)
     (task / "offline" / "summary.json").write_text(json.dumps({}))  # finished
     (task / "pex").mkdir()  # interrupted: resumes
     study_runs.run_task(task, "experiments/configs/antmaze.py:umaze-local", "0-2", ["pex", "sac", "pex_sac"],
                         ["--config.online_steps=10"])
-    runs = {next(a.split("=", 1)[1] for a in cmd if a.startswith("--config.algo=")): cmd for cmd, _ in calls}
+    runs = {next(a.split("=", 1)[1] for a in cmd if a.startswith("--config.algo=")): cmd for cmd, _, _ in calls}
     assert list(runs) == ["pex", "sac", "pex_sac"]  # offline was done
     assert "--config.resume=auto" in runs["pex"] and "--config.resume=auto" not in runs["sac"]
     ckpt = f"--config.offline_checkpoint={task / 'offline'}"
     assert ckpt in runs["pex"] and ckpt in runs["pex_sac"] and ckpt not in runs["sac"]
     assert all("--config.seeds=0-2" in c and "--config.online_steps=10" in c for c in runs.values())
-    assert all(env["WANDB_MODE"] for _, env in calls)
+    assert all(env["WANDB_MODE"] for _, env, _ in calls)
+    assert all((cwd / "experiments" / "configs" / "antmaze.py").exists() for _, _, cwd in calls)  # relative config

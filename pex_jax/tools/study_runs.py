@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository: configs and run dirs are relative to it
 FROM_OFFLINE = ("pex", "direct", "pex_sac")  # online algorithms that start from the offline checkpoint
 
 
