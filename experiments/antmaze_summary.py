@@ -29,6 +29,12 @@ SCORE, PICK = "eval/normalized_score", "eval/offline_choice_rate"
 ORDER = ("offline", "pex", "direct", "buffer", "pex_sac", "sac")
 
 
+def _task_key(task: str) -> tuple[int, str]:
+    """umaze, medium, large (D4RL's order), then anything else by name."""
+    maze = next((i for i, m in enumerate(("umaze", "medium", "large")) if task.startswith(m)), 3)
+    return maze, task
+
+
 def _lines(run: Path) -> list[dict]:
     return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
 
@@ -56,7 +62,7 @@ def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None
         lines = _lines(run)
         study[run.parent.name][run.name] = {"config": cfg, "summary": json.loads((run / "summary.json").read_text()),
                                             "offline": _evals(lines, "offline"), "online": _evals(lines, "online")}
-    return study
+    return {task: study[task] for task in sorted(study, key=_task_key)}
 
 
 def _stat(values) -> str:
