@@ -51,7 +51,8 @@ ARGS ?=
 MULTITASK ?= 1
 RUN ?=
 TEST_PLATFORMS ?= cpu
-MUJOCO_STEPS ?= 500000
+HOPPER_STEPS ?= 300000
+HALFCHEETAH_STEPS ?= 500000
 
 .DEFAULT_GOAL := help
 .PHONY: help test lint data data-antmaze ant-expert mujoco-experts data-mujoco demo antmaze pointmaze bench report sweep study study-antmaze study-locomotion clean
@@ -105,9 +106,9 @@ data-antmaze: $(STAMP) ## generate the six local AntMaze datasets pex/antmaze/<t
 ant-expert: $(STAMP) ## train the goal-reaching ant controller for AntMaze data (SAC, ~40 min on 2 CPU cores)
 	$(PY) -m pex_jax.datagen.ant_controller train --steps=400000 --seed=0 $(ARGS)
 
-mujoco-experts: $(STAMP) ## SAC on Hopper then HalfCheetah (MUJOCO_STEPS=500000 each): medium/expert policy files + medium-replay data
-	$(PY) -m pex_jax.datagen.locomotion train --env=hopper --steps=$(MUJOCO_STEPS) --seed=0 $(ARGS)
-	$(PY) -m pex_jax.datagen.locomotion train --env=halfcheetah --steps=$(MUJOCO_STEPS) --seed=0 $(ARGS)
+mujoco-experts: $(STAMP) ## SAC on Hopper (HOPPER_STEPS=300000, ~50 min) then HalfCheetah (HALFCHEETAH_STEPS=500000): policy files + medium-replay data
+	$(PY) -m pex_jax.datagen.locomotion train --env=hopper --steps=$(HOPPER_STEPS) --seed=0 $(ARGS)
+	$(PY) -m pex_jax.datagen.locomotion train --env=halfcheetah --steps=$(HALFCHEETAH_STEPS) --seed=0 $(ARGS)
 
 data-mujoco: $(STAMP) ## generate the six local locomotion datasets pex/mujoco/{hopper,halfcheetah}/{medium,medium-replay,expert}-v0
 	$(PY) -m pex_jax.datagen.locomotion generate --env=all --level=all --skip-existing $(ARGS)
