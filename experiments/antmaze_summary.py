@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pex_jax.tools.study_runs import FROM_OFFLINE
+
 SCORE, PICK = "eval/normalized_score", "eval/offline_choice_rate"
 ORDER = ("offline", "pex", "direct", "buffer", "pex_sac", "sac")
 
@@ -95,9 +97,8 @@ def headline_rows(study: dict) -> list[dict]:
                 final = [last_off.get(s) for s in seeds]
                 step0 = first = worst = [None] * len(seeds)
             rows.append({"task": task, "algo": algo, "seeds": seeds,
-                         "last_offline": [last_off.get(s) for s in seeds] if algo in ("offline", "pex", "direct",
-                                                                                       "pex_sac") else
-                         [None] * len(seeds),
+                         "last_offline": [last_off.get(s) for s in seeds]
+                         if algo == "offline" or algo in FROM_OFFLINE else [None] * len(seeds),
                          "step0": step0, "first": first, "worst": worst, "final": final,
                          "first_step": next((t for ev in on.values() for t, _ in ev if t > 0), None),
                          "final_step": max((ev[-1][0] for ev in on.values() if ev), default=None),

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pex_jax.tools.study_runs import ROOT, run_task
+from pex_jax.tools.study_runs import ROOT, exit_with, run_task
 
 DATASETS = {
     # task name: generate_pointmaze kwargs (the first is the published recipe at 1M steps)
@@ -54,4 +54,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main)

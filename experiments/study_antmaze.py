@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pex_jax.tools.study_runs import ROOT, run_task
+from pex_jax.tools.study_runs import ROOT, exit_with, run_task
 
 TASKS = ("umaze", "medium-play", "large-play")
 ALGOS = ("pex", "direct")
@@ -54,7 +54,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except subprocess.CalledProcessError as e:  # the failing step printed its own `error:` line
-        sys.exit(e.returncode)
+    exit_with(main)

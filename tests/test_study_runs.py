@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from pex_jax.tools import study_runs
 
 
@@ -23,3 +25,12 @@ def test_run_task_skips_finished_resumes_interrupted_and_passes_the_offline_chec
     assert all("--config.seeds=0-2" in c and "--config.online_steps=10" in c for c in runs.values())
     assert all(env["WANDB_MODE"] for _, env, _ in calls)
     assert all((cwd / "experiments" / "configs" / "antmaze.py").exists() for _, _, cwd in calls)  # relative config
+
+
+def test_a_failing_step_exits_with_its_code_and_no_traceback():
+    def main() -> int:
+        raise study_runs.subprocess.CalledProcessError(2, ["python", "-m", "pex_jax.datagen.locomotion"])
+
+    with pytest.raises(SystemExit) as exit_info:
+        study_runs.exit_with(main)
+    assert exit_info.value.code == 2

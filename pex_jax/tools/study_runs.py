@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: configs and run dirs are relative to it
@@ -32,3 +32,12 @@ def run_task(task_dir: Path, config: str, seeds: str, algos: Sequence[str], flag
             cmd.append(f"--config.offline_checkpoint={task_dir / 'offline'}")
         print("study:", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True, env=env)
+
+
+def exit_with(main: Callable[[], int]) -> None:
+    """A study script's entry point: a failing step (data generation, a run) has printed its own `error:` line,
+    so the study exits with that step's code instead of adding a traceback."""
+    try:
+        sys.exit(main())
+    except subprocess.CalledProcessError as e:
+        sys.exit(e.returncode)
