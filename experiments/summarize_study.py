@@ -1,9 +1,10 @@
-"""Every number and figure of docs/results/antmaze.md, recomputed from the study's run directories.
+"""Every number and figure of docs/results/{antmaze,locomotion}.md, recomputed from a study's run directories.
 
-    python experiments/antmaze_summary.py docs/results/antmaze_runs --out docs/results
+    python experiments/summarize_study.py docs/results/antmaze_runs --out docs/results
+    python experiments/summarize_study.py docs/results/locomotion_runs --out docs/results --domain locomotion
 
-Writes `antmaze_tables.md` (headline table, per-seed table, offline-pick rates, compute) and one PNG per task,
-`curves_antmaze-<task>.png`: offline and online phases on one x-axis (online steps are placed after the offline
+Writes `<domain>_tables.md` (headline table, per-seed table, offline-pick rates, compute) and one PNG per task,
+`curves_<domain>-<task>.png`: offline and online phases on one x-axis (online steps are placed after the offline
 updates; a dashed line marks the switch), mean ± std over seeds per algorithm, and below it the share of PEX's
 evaluation actions that came from the offline policy.
 
@@ -11,8 +12,9 @@ evaluation actions that came from the offline policy.
 row) and names the outputs `antmaze_tables-sac.md` and `curves_antmaze-<task>-sac.png` (issue 15's comparison,
 docs/results/pex_sac.md).
 
-Scores are D4RL's: 100 x success rate. "online step 0" is the evaluation of the online agent before any online
-update (for PEX: the policy set with its untrained new policy); "first online" is the first evaluation after it.
+Scores are D4RL's normalized scores: 100 x success rate on AntMaze, 100 x (return - random) / (expert - random) on
+locomotion. "online step 0" is the evaluation of the online agent before any online update (for PEX: the policy
+set with its untrained new policy); "first online" is the first evaluation after it.
 """
 
 from __future__ import annotations
@@ -29,12 +31,16 @@ from pex_jax.tools.study_runs import FROM_OFFLINE
 
 SCORE, PICK = "eval/normalized_score", "eval/offline_choice_rate"
 ORDER = ("offline", "pex", "direct", "buffer", "pex_sac", "sac")
+# domain -> (task order, y-axis label, y-limits or None for automatic)
+DOMAINS = {
+    "antmaze": (("umaze", "medium", "large"), "score (100 x success)", (-5, 105)),
+    "locomotion": (("hopper", "halfcheetah", "walker2d"), "D4RL normalized return", None),
+}
 
 
-def _task_key(task: str) -> tuple[int, str]:
-    """umaze, medium, large (D4RL's order), then anything else by name."""
-    maze = next((i for i, m in enumerate(("umaze", "medium", "large")) if task.startswith(m)), 3)
-    return maze, task
+def _task_key(task: str, order: tuple[str, ...] = DOMAINS["antmaze"][0]) -> tuple[int, str]:
+    """The domain's order (D4RL's: umaze, medium, large), then anything else by name."""
+    return next((i for i, m in enumerate(order) if task.startswith(m)), len(order)), task
 
 
 def _lines(run: Path) -> list[dict]:
@@ -51,7 +57,8 @@ def _evals(lines: list[dict], phase: str) -> dict[int, list[tuple[int, dict]]]:
     return {s: sorted(v, key=lambda x: x[0]) for s, v in out.items()}
 
 
-def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None = None) -> dict[str, dict[str, dict]]:
+def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None = None,
+               domain: str = "antmaze") -> dict[str, dict[str, dict]]:
     """task -> algo -> {"config", "summary", "offline": evals, "online": evals} for every finished run
     (only `tasks`, and only `algos` plus the offline row, when given)."""
     study: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -64,7 +71,7 @@ def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None
         lines = _lines(run)
         study[run.parent.name][run.name] = {"config": cfg, "summary": json.loads((run / "summary.json").read_text()),
                                             "offline": _evals(lines, "offline"), "online": _evals(lines, "online")}
-    return {task: study[task] for task in sorted(study, key=_task_key)}
+    return {task: study[task] for task in sorted(study, key=lambda t: _task_key(t, DOMAINS[domain][0]))}
 
 
 def _stat(values) -> str:
@@ -140,12 +147,13 @@ def tables(study: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def plot(study: dict, out_dir: Path, tag: str = "") -> list[Path]:
+def plot(study: dict, out_dir: Path, tag: str = "", domain: str = "antmaze") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    _, ylabel, ylim = DOMAINS[domain]
     paths = []
     for task, algos in study.items():
         pre = algos.get("offline")
@@ -164,20 +172,21 @@ def plot(study: dict, out_dir: Path, tag: str = "") -> list[Path]:
             color = f"C{k}"
             ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{algo} ({mat.shape[0]} seeds)")
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
-            if algo in ("pex", "pex_sac"):
-                pick = np.array([[dict(ev).get(t, {}).get(PICK, np.nan) for t in steps] for ev in series.values()],
-                                float)
+            pick = np.array([[dict(ev).get(t, {}).get(PICK, np.nan) for t in steps] for ev in series.values()],
+                            float)
+            if algo in ("pex", "pex_sac") and np.isfinite(pick).any():
                 ax_pick.plot(x, np.nanmean(pick, axis=0), marker="o", ms=3, color=color, label=algo)
         for a in (ax, ax_pick):
             a.axvline(n_off, color="k", ls="--", lw=1)
             a.grid(alpha=0.3)
-        ax.set(ylabel="score (100 x success)", title=f"antmaze {task} (local data): offline | online")
-        ax.set_ylim(-5, 105)
+        ax.set(ylabel=ylabel, title=f"{domain} {task} (local data): offline | online")
+        if ylim:
+            ax.set_ylim(*ylim)
         ax.legend(loc="best", fontsize=8)
         ax_pick.set(xlabel="offline updates, then online env steps", ylabel="offline pick")
         ax_pick.set_ylim(-0.05, 1.05)
         fig.tight_layout()
-        path = out_dir / f"curves_antmaze-{task}{tag}.png"
+        path = out_dir / f"curves_{domain}-{task}{tag}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)
@@ -191,18 +200,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algos", default="", help="comma list: only these algorithms (+ offline)")
     p.add_argument("--tasks", default="", help="comma list: only these tasks")
     p.add_argument("--tag", default="", help="output name suffix, e.g. sac -> antmaze_tables-sac.md")
+    p.add_argument("--domain", default="antmaze", choices=sorted(DOMAINS), help="output names, task order, y-axis")
     args = p.parse_args(argv)
     tag = f"-{args.tag}" if args.tag else ""
     study = load_study(args.root, set(args.algos.split(",")) if args.algos else None,
-                       set(args.tasks.split(",")) if args.tasks else None)
+                       set(args.tasks.split(",")) if args.tasks else None, args.domain)
     if not study:
         print(f"error: no finished runs (config.json + summary.json) under {args.root}/<task>/<algo>/", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     text = tables(study)
-    (args.out / f"antmaze_tables{tag}.md").write_text(text)
+    (args.out / f"{args.domain}_tables{tag}.md").write_text(text)
     print(text)
-    for path in plot(study, args.out, tag):
+    for path in plot(study, args.out, tag, args.domain):
         print(f"wrote {path}")
     return 0
 

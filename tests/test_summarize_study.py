@@ -1,11 +1,11 @@
-"""The AntMaze study summary: headline numbers from hand-written run dirs, the algorithm filter, the PNG names."""
+"""The study summary: headline numbers from hand-written run dirs, the algorithm filter, the domains, the PNG names."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from experiments import antmaze_summary as summary
+from experiments import summarize_study as summary
 
 SCORE, PICK = summary.SCORE, summary.PICK
 
@@ -76,3 +76,16 @@ def test_algos_filter_keeps_the_offline_row_and_tags_the_outputs(study_root, tmp
 def test_no_finished_runs_is_an_error(tmp_path, capsys):
     assert summary.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     assert "no finished runs" in capsys.readouterr().err
+
+
+def test_locomotion_domain_orders_tasks_and_names_its_outputs(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "out"
+    for task in ("halfcheetah-medium", "hopper-medium"):
+        write_run(root, task, "offline", offline={0: [30.0, 45.0]})
+        write_run(root, task, "pex", online={0: [40.0, 120.0]})  # normalized returns may pass 100
+    assert list(summary.load_study(root, domain="locomotion")) == ["hopper-medium", "halfcheetah-medium"]
+    assert summary.main([str(root), "--out", str(out), "--domain", "locomotion"]) == 0
+    text = (out / "locomotion_tables.md").read_text()
+    assert "| hopper-medium | pex | 1 | 45.0 ± 0.0 | 40.0 ± 0.0 | 120.0 ± 0.0 |" in text
+    assert (out / "curves_locomotion-hopper-medium.png").stat().st_size > 0
+    assert not (out / "antmaze_tables.md").exists()
