@@ -174,7 +174,8 @@ def rollout(env: str, act: Callable[[np.ndarray], np.ndarray], parallel: int, se
                 obs[i, n + 1], rewards[i, n], term, trunc, _ = envs[i].step(a[i])
                 actions[i, n], length[i] = a[i], n + 1
                 taken += 1
-                bar.update(1)
+                if steps is None or taken <= steps:  # episodes in flight at the budget finish off the bar
+                    bar.update(1)
                 if term or trunc:
                     done.append((ids[i], Episode(obs[i, : n + 2].copy(), actions[i, : n + 1].copy(),
                                                  rewards[i, : n + 1].copy(), bool(term), True)))
