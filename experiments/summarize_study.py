@@ -174,7 +174,7 @@ def plot(study: dict, out_dir: Path, tag: str = "", domain: str = "antmaze") -> 
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
             pick = np.array([[dict(ev).get(t, {}).get(PICK, np.nan) for t in steps] for ev in series.values()],
                             float)
-            if algo in ("pex", "pex_sac") and np.isfinite(pick).any():
+            if np.isfinite(pick).any():  # policy-set runs (pex, pex_sac) log the offline-pick rate
                 ax_pick.plot(x, np.nanmean(pick, axis=0), marker="o", ms=3, color=color, label=algo)
         for a in (ax, ax_pick):
             a.axvline(n_off, color="k", ls="--", lw=1)
