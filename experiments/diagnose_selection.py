@@ -4,7 +4,8 @@
 
 Loads an offline checkpoint, adds a freshly initialised new policy as PEX does, and at 4096 dataset
 states reports Q(s, offline mode) - Q(s, new-policy sample) (online critic, min of twins) and the
-resulting probability of picking the offline policy under softmax(inv_temperature * Q).
+resulting probability of picking the offline policy under softmax(inv_temperature * Q). "P(off)<0.1" is the
+share of states where the critic clearly prefers the untrained policy's action over the offline policy's.
 """
 
 import argparse
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
     idx = rng.integers(0, len(transitions), args.n)
     obs, data_act = jnp.asarray(transitions.observations[idx]), jnp.asarray(transitions.actions[idx])
     print(f"{'seed':>4} {'mean|dQ|':>9} {'median|dQ|':>10} {'Q(s,a_off)':>10} {'Q(s,a_data)':>11} "
-          f"{'P(offline)':>10} {'P(off)>0.9':>10}")
+          f"{'P(offline)':>10} {'P(off)>0.9':>10} {'P(off)<0.1':>10}")
     for i, seed in enumerate(seeds):
         off = jax.tree.map(lambda x, i=i: x[i], offline)
         state = init_online_state(ALGORITHMS["pex"], jax.random.PRNGKey(1000 + seed), dims, c, off)
@@ -55,10 +56,10 @@ def main(argv=None) -> int:
         a2 = gaussian_sample(jax.random.PRNGKey(seed), mean, log_std)
         q = lambda a, state=state: state.critic.apply_fn({"params": state.critic.params}, obs, a).min(0)  # noqa: E731
         q1, q2, qd = np.asarray(q(a1)), np.asarray(q(a2)), np.asarray(q(data_act))
-        p_off = 1.0 / (1.0 + np.exp(-args.inv_temperature * (q1 - q2)))
+        p_off = 0.5 * (1.0 + np.tanh(0.5 * args.inv_temperature * (q1 - q2)))  # sigmoid without overflow
         dq = np.abs(q1 - q2)
         print(f"{seed:>4} {dq.mean():9.3f} {np.median(dq):10.3f} {q1.mean():10.2f} {qd.mean():11.2f} "
-              f"{p_off.mean():10.3f} {np.mean(p_off > 0.9):10.3f}")
+              f"{p_off.mean():10.3f} {np.mean(p_off > 0.9):10.3f} {np.mean(p_off < 0.1):10.3f}")
     return 0
 
 

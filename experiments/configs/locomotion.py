@@ -4,7 +4,8 @@ Usage: --config=experiments/configs/locomotion.py:<env>-<level>[-local]
   <env>-<level>        Minari `mujoco/<env>/<level>-v0` (env hopper, halfcheetah, walker2d; level simple, medium,
                        expert); the D4RL -v2 sets are not on Minari.
   <env>-<level>-local  `pex/mujoco/<env>/<level>-v0`, generated on this machine with D4RL's recipe (env hopper,
-                       halfcheetah; level medium, medium-replay, expert): `make mujoco-experts data-mujoco`.
+                       halfcheetah; level medium, medium-replay, expert): `make data-mujoco` (from the committed
+                       SAC policies; `make mujoco-experts` retrains them).
 Reference: identity rewards (no normalisation), expectile 0.7 (README: 0.9 for halfcheetah-random),
 beta 10, 10 eval episodes; normalized scores use the D4RL reference returns when the dataset has none.
 """
