@@ -142,8 +142,8 @@ def tables(study: dict) -> str:
     wall = [(task, algo, run["summary"].get("timing", {}).get("wall_s")) for task, algos in study.items()
             for algo, run in algos.items()]
     total = sum(w for _, _, w in wall if w)
-    out += ["", f"Compute: {total / 3600:.2f} h of wall clock over {len(wall)} runs on the 2-core CPU "
-            "(summary.json `timing.wall_s`; each run is one process using both cores)."]
+    out += ["", f"Compute: {total / 3600:.2f} h of wall clock over {len(wall)} runs (summary.json `timing.wall_s`, "
+            "which times a run's last process: a resumed run's earlier processes are not counted)."]
     return "\n".join(out) + "\n"
 
 
