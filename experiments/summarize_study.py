@@ -3,10 +3,10 @@
     python experiments/summarize_study.py docs/results/antmaze_runs --out docs/results
     python experiments/summarize_study.py docs/results/locomotion_runs --out docs/results --domain locomotion
 
-Writes `<domain>_tables.md` (headline table, per-seed table, offline-pick rates, compute) and one PNG per task,
-`curves_<domain>-<task>.png`: offline and online phases on one x-axis (online steps are placed after the offline
-updates; a dashed line marks the switch), mean ± std over seeds per algorithm, and below it the share of PEX's
-evaluation actions that came from the offline policy.
+Writes `<domain>_tables.md` (headline table, per-seed table, offline-pick rates, mean curves, compute) and one PNG
+per task, `curves_<domain>-<task>.png`: offline and online phases on one x-axis (online steps are placed after
+the offline updates; a dashed line marks the switch), mean ± std over seeds per algorithm, and below it the share
+of PEX's evaluation actions that came from the offline policy.
 
 `--tasks umaze --algos pex,pex_sac,sac --tag sac` restricts both to those tasks and algorithms (plus the offline
 row) and names the outputs `antmaze_tables-sac.md` and `curves_antmaze-<task>-sac.png` (issue 15's comparison,
@@ -110,7 +110,8 @@ def headline_rows(study: dict) -> list[dict]:
                          "first_step": next((t for ev in on.values() for t, _ in ev if t > 0), None),
                          "final_step": max((ev[-1][0] for ev in on.values() if ev), default=None),
                          "pick": {s: [(t, r.get(PICK)) for t, r in on.get(s, []) if r.get(PICK) is not None]
-                                  for s in seeds}})
+                                  for s in seeds},
+                         "curve": {s: [(t, r[SCORE]) for t, r in on.get(s, [])] for s in seeds}})
     return rows
 
 
@@ -139,6 +140,18 @@ def tables(study: dict) -> str:
                 vals = [p for v in r["pick"].values() for tt, p in v if tt == t]
                 cells.append(f"{t // 1000}k: {np.mean(vals):.2f}")
             out.append(f"| {r['task']} | {r['algo']} | {', '.join(cells)} |")
+    curves = [r for r in rows if r["algo"] != "offline" and any(r["curve"].values())]
+    if curves:
+        steps = sorted({t for r in curves for v in r["curve"].values() for t, _ in v})
+        out += ["", "Mean over seeds at every online evaluation (online step):", "",
+                "| task | algo | " + " | ".join(f"{t // 1000}k" for t in steps) + " |",
+                "|---|---|" + "---|" * len(steps)]
+        for r in curves:
+            cells = []
+            for t in steps:
+                vals = [x for v in r["curve"].values() for tt, x in v if tt == t]
+                cells.append(f"{np.mean(vals):.1f}" if vals else "–")
+            out.append(f"| {r['task']} | {r['algo']} | " + " | ".join(cells) + " |")
     wall = [(task, algo, run["summary"].get("timing", {}).get("wall_s")) for task, algos in study.items()
             for algo, run in algos.items()]
     total = sum(w for _, _, w in wall if w)

@@ -61,6 +61,10 @@ def test_tables_report_mean_std_and_the_offline_pick_rate(study_root):
     text = summary.tables(summary.load_study(study_root))
     assert "| umaze | pex | 2 | 70.0 ± 10.0 | 45.0 ± 25.0 | 20.0 ± 20.0 | 20.0 ± 20.0 | 95.0 ± 5.0 |" in text
     assert "0k: 0.50, 5k: 0.30, 10k: 0.35" in text
+    assert "| task | algo | 0k | 5k | 10k |" in text
+    assert "| umaze | pex | 45.0 | 20.0 | 95.0 |" in text  # mean over seeds at every online evaluation
+    assert "| umaze | sac | 0.0 | 5.0 | 20.0 |" in text
+    assert "| umaze | offline | 60.0" not in text  # the offline row has no online curve
     assert "over 3 runs" in text
 
 
