@@ -115,6 +115,15 @@ def headline_rows(study: dict) -> list[dict]:
     return rows
 
 
+def _means_by_step(per_seed: dict[int, list[tuple[int, float]]]) -> dict[int, float]:
+    """seed -> [(step, value)] to step -> mean over the seeds evaluated at that step, in step order."""
+    by_step = defaultdict(list)
+    for series in per_seed.values():
+        for t, x in series:
+            by_step[t].append(x)
+    return {t: float(np.mean(v)) for t, v in sorted(by_step.items())}
+
+
 def tables(study: dict) -> str:
     rows = headline_rows(study)
     out = ["| task | algo | seeds | last offline | online step 0 | first online | worst online | final |",
@@ -134,24 +143,17 @@ def tables(study: dict) -> str:
         out += ["", "Offline-pick rate of the policy set (share of evaluation actions from the offline policy), "
                 "mean over seeds at each evaluation:", "", "| task | algo | online step: rate |", "|---|---|---|"]
         for r in picks:
-            steps = sorted({t for v in r["pick"].values() for t, _ in v})
-            cells = []
-            for t in steps:
-                vals = [p for v in r["pick"].values() for tt, p in v if tt == t]
-                cells.append(f"{t // 1000}k: {np.mean(vals):.2f}")
+            cells = [f"{t // 1000}k: {m:.2f}" for t, m in _means_by_step(r["pick"]).items()]
             out.append(f"| {r['task']} | {r['algo']} | {', '.join(cells)} |")
-    curves = [r for r in rows if r["algo"] != "offline" and any(r["curve"].values())]
+    curves = {(r["task"], r["algo"]): _means_by_step(r["curve"]) for r in rows}  # the offline row has none
+    curves = {k: c for k, c in curves.items() if c}
     if curves:
-        steps = sorted({t for r in curves for v in r["curve"].values() for t, _ in v})
+        steps = sorted({t for c in curves.values() for t in c})
         out += ["", "Mean over seeds at every online evaluation (online step):", "",
                 "| task | algo | " + " | ".join(f"{t // 1000}k" for t in steps) + " |",
                 "|---|---|" + "---|" * len(steps)]
-        for r in curves:
-            cells = []
-            for t in steps:
-                vals = [x for v in r["curve"].values() for tt, x in v if tt == t]
-                cells.append(f"{np.mean(vals):.1f}" if vals else "–")
-            out.append(f"| {r['task']} | {r['algo']} | " + " | ".join(cells) + " |")
+        for (task, algo), c in curves.items():
+            out.append(f"| {task} | {algo} | " + " | ".join(f"{c[t]:.1f}" if t in c else "–" for t in steps) + " |")
     wall = [(task, algo, run["summary"].get("timing", {}).get("wall_s")) for task, algos in study.items()
             for algo, run in algos.items()]
     total = sum(w for _, _, w in wall if w)
