@@ -8,17 +8,30 @@ STAMP := $(VENV)/.installed
 
 # ACCEL: which jax wheels the venv gets, always at requirements.txt's jax pin: cpu (requirements.txt as is),
 # cuda12 / cuda13 (jax[cudaNN]: the CUDA plugin and NVIDIA's libraries from PyPI), tpu (jax[tpu]: libtpu),
-# auto (cuda13 or cuda12 from nvidia-smi's CUDA version, else cpu). The venv records its value in
+# auto (cuda13 or cuda12 from the driver's CUDA version in nvidia-smi; cpu where nvidia-smi is missing or
+# fails; a stop naming ACCEL where it runs but shows no CUDA version >= 12). The venv records its value in
 # .venv/.accel: later `make` calls without ACCEL keep it, a different ACCEL reinstalls (and removes the
-# other accelerators' plugins). A new venv is cpu.
+# other accelerators' plugins). A new venv is auto, so a GPU machine gets the CUDA wheels and CI (no
+# nvidia-smi) stays cpu. An existing CPU venv stays cpu; on a GPU machine the run targets say so first.
 ACCELS := cpu cuda12 cuda13 tpu
-ACCEL_BUILT := $(shell cat $(VENV)/.accel 2>/dev/null || echo cpu)
-ACCEL ?= $(ACCEL_BUILT)
-ifeq ($(ACCEL),auto)
-override ACCEL := $(shell v=$$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9]*\).*/\1/p' | head -1); \
-  if [ -z "$$v" ]; then echo cpu; elif [ "$$v" -ge 13 ]; then echo cuda13; else echo cuda12; fi)
+# "<accel> <CUDA version>" as nvidia-smi shows it: cpu (no nvidia-smi, or it fails: no GPU to use),
+# cuda13 / cuda12 by the driver's CUDA version, none (a GPU but no CUDA version >= 12 in its output).
+ACCEL_SMI = $(shell out=$$(nvidia-smi 2>/dev/null) || { echo cpu -; exit 0; }; \
+  v=$$(echo "$$out" | sed -n 's/.*CUDA Version: *\([0-9][0-9.]*\).*/\1/p' | head -1); m=$${v%%.*}; \
+  if [ -z "$$m" ]; then echo none ?; elif [ "$$m" -ge 13 ]; then echo cuda13 $$v; \
+  elif [ "$$m" -ge 12 ]; then echo cuda12 $$v; else echo none $$v; fi)
+ACCEL_RECORDED := $(shell cat $(VENV)/.accel 2>/dev/null)
+ACCEL_BUILT := $(or $(ACCEL_RECORDED),cpu)
+ACCEL_NEW := $(if $(ACCEL_RECORDED)$(wildcard $(STAMP)),,1)
+ifeq ($(origin ACCEL),undefined)
+ACCEL := $(if $(ACCEL_NEW),auto,$(ACCEL_BUILT))
 endif
-ifeq ($(filter $(ACCEL),$(ACCELS)),)
+ifeq ($(ACCEL),auto)
+ACCEL_FOUND := $(ACCEL_SMI)
+override ACCEL := $(word 1,$(ACCEL_FOUND))
+endif
+ACCEL_UNDECIDED := $(filter none,$(word 1,$(ACCEL_FOUND)))
+ifeq ($(filter $(ACCEL),$(ACCELS) $(ACCEL_UNDECIDED)),)
 $(error ACCEL=$(ACCEL) is not one of: $(ACCELS) auto)
 endif
 JAX_VERSION := $(shell sed -n 's/^jax==\([^ ;#]*\).*/\1/p' requirements.txt)
@@ -38,6 +51,22 @@ ifeq ($(SYSTEM_JAX),1)
 PY := $(PYTHON)
 STAMP := $(SITE)/.installed
 export PYTHONPATH := $(SITE):$(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+endif
+# auto that can't pick CUDA wheels stops every target that builds or uses the venv (help and clean still run).
+ifeq ($(ACCEL_UNDECIDED)|$(SYSTEM_JAX),none|0)
+ifneq ($(filter-out help clean,$(or $(MAKECMDGOALS),help)),)
+$(error ACCEL: nvidia-smi shows a GPU but no CUDA version >= 12 (found: $(word 2,$(ACCEL_FOUND))); pick jax's wheels with ACCEL=cuda13, ACCEL=cuda12 or ACCEL=cpu)
+endif
+endif
+# An existing CPU venv on a GPU machine: one line before a run, unless ACCEL=cpu was asked for.
+ACCEL_RUN_GOALS := demo antmaze pointmaze study study-antmaze study-locomotion bench bench-reference ant-expert \
+  mujoco-experts gpu-check
+ifeq ($(origin ACCEL)|$(ACCEL)|$(ACCEL_NEW)|$(SYSTEM_JAX)|$(MAKELEVEL),file|cpu||0|0)
+ifneq ($(filter $(ACCEL_RUN_GOALS),$(MAKECMDGOALS)),)
+ifneq ($(word 1,$(ACCEL_SMI)),cpu)
+$(info note: $(VENV) is CPU-only (ACCEL=cpu) but nvidia-smi shows a GPU, so this runs on the CPU; `make $(firstword $(filter $(ACCEL_RUN_GOALS),$(MAKECMDGOALS))) ACCEL=auto` switches it to jax's CUDA wheels)
+endif
+endif
 endif
 
 SEED ?= 0
@@ -67,7 +96,7 @@ PM_RUN = $(or $(RUN),runs/pointmaze/$(NOW))
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline|pex_sac|sac  TASK=<task>  SOURCE=d4rl|minari|local  RUN=<dir>  MULTITASK=0|1  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
-	@echo "  ACCEL=cpu|cuda12|cuda13|tpu|auto (jax wheels of .venv; now $(ACCEL_BUILT))  SYSTEM_JAX=0|1 (python3's own jax + $(WHEELS)/)  TEST_PLATFORMS=cpu|'' (make test's JAX_PLATFORMS)"
+	@echo "  ACCEL=cpu|cuda12|cuda13|tpu|auto (jax wheels of .venv, now $(if $(ACCEL_NEW),no venv,$(ACCEL_BUILT)); a new venv is auto: CUDA where nvidia-smi works, else cpu)  SYSTEM_JAX=0|1 (python3's own jax + $(WHEELS)/)  TEST_PLATFORMS=cpu|'' (make test's JAX_PLATFORMS)"
 
 ifeq ($(SYSTEM_JAX),1)
 $(STAMP): $(wildcard $(WHEELS)/*.whl)
@@ -89,7 +118,7 @@ endif
 
 .PHONY: accel-changed
 accel-changed:
-	@echo "ACCEL=$(ACCEL) (was $(ACCEL_BUILT)): installing jax$(if $(ACCEL_REQ),[$(ACCEL)])==$(JAX_VERSION) into $(VENV)"
+	@echo "ACCEL=$(ACCEL) ($(if $(ACCEL_NEW),new venv,was $(ACCEL_BUILT))$(if $(ACCEL_FOUND),; auto: nvidia-smi shows CUDA $(word 2,$(ACCEL_FOUND)))$(if $(ACCEL_NEW),; ACCEL=cpu for CPU-only jax)): installing jax$(if $(ACCEL_REQ),[$(ACCEL)])==$(JAX_VERSION) into $(VENV)"
 
 test: $(STAMP) ## run the test suite (CPU, tiny datasets, WANDB disabled)
 	WANDB_MODE=$${WANDB_MODE:-disabled} JAX_PLATFORMS=$${JAX_PLATFORMS:-$(TEST_PLATFORMS)} $(PY) -m pytest $(ARGS)
@@ -132,7 +161,8 @@ antmaze: $(STAMP) ## AntMaze: SEED=0-9 ALGO=pex TASK=<task[,task]> SOURCE=d4rl|m
 	else pretrained=0; fi; \
 	for t in $$tasks; do \
 	  dir=$(AM_RUN)/antmaze-$$t/$(ALGO); \
-	  if [ -f $$dir/summary.json ]; then echo "== antmaze $$t / $(ALGO): done ($$dir)"; continue; fi; \
+	  if [ -f $$dir/summary.json ] && ! grep -qE '"status": "(failed|preempted|diverged)"' $$dir/summary.json; then \
+	    echo "== antmaze $$t / $(ALGO): done ($$dir)"; continue; fi; \
 	  echo "== antmaze $$t / $(ALGO) / seeds $(SEED) -> $$dir"; \
 	  pre=""; if [ $$pretrained = 1 ]; then pre="--config.offline_checkpoint=$(AM_RUN)/antmaze-$$t/offline"; fi; \
 	  $(TRAIN) --config=experiments/configs/antmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) \
@@ -144,7 +174,8 @@ pointmaze: $(STAMP) ## PointMaze on the local datasets (generated if missing): S
 	@set -e; for t in $$(echo '$(or $(TASK),$(POINTMAZE_TASKS))' | tr , ' '); do \
 	  $(PY) -m pex_jax.datagen.pointmaze --maze=$${t%%-*} --skip-existing --no-progress; \
 	  dir=$(PM_RUN)/pointmaze-$$t/$(ALGO); \
-	  if [ -f $$dir/summary.json ]; then echo "== pointmaze $$t / $(ALGO): done ($$dir)"; continue; fi; \
+	  if [ -f $$dir/summary.json ] && ! grep -qE '"status": "(failed|preempted|diverged)"' $$dir/summary.json; then \
+	    echo "== pointmaze $$t / $(ALGO): done ($$dir)"; continue; fi; \
 	  echo "== pointmaze $$t / $(ALGO) / seeds $(SEED) -> $$dir"; \
 	  $(TRAIN) --config=experiments/configs/pointmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) \
 	    --config.run_dir=$$dir $(ARGS); \

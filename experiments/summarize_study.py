@@ -15,6 +15,10 @@ docs/results/pex_sac.md).
 Scores are D4RL's normalized scores: 100 x success rate on AntMaze, 100 x (return - random) / (expert - random) on
 locomotion. "online step 0" is the evaluation of the online agent before any online update (for PEX: the policy
 set with its untrained new policy); "first online" is the first evaluation after it.
+
+Runs that did not finish (`pex_jax.tools.report.run_status`) are left out with one printed line each;
+`--include-unfinished` shows them with their status after the algorithm and "last eval" in front of their
+"final" cells, which are then their last evaluation so far.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pex_jax.tools.report import LAST_EVAL, left_out_line, read_metrics, run_status
 from pex_jax.tools.study_runs import FROM_OFFLINE
 
 SCORE, PICK = "eval/normalized_score", "eval/offline_choice_rate"
@@ -44,7 +49,8 @@ def _task_key(task: str, order: tuple[str, ...] = DOMAINS["antmaze"][0]) -> tupl
 
 
 def _lines(run: Path) -> list[dict]:
-    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    """Metrics lines; a torn last line (a crashed run, shown with --include-unfinished) is skipped."""
+    return read_metrics(run)[0]
 
 
 def _evals(lines: list[dict], phase: str) -> dict[int, list[tuple[int, dict]]]:
@@ -58,18 +64,29 @@ def _evals(lines: list[dict], phase: str) -> dict[int, list[tuple[int, dict]]]:
 
 
 def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None = None,
-               domain: str = "antmaze") -> dict[str, dict[str, dict]]:
-    """task -> algo -> {"config", "summary", "offline": evals, "online": evals} for every finished run
-    (only `tasks`, and only `algos` plus the offline row, when given)."""
+               domain: str = "antmaze", include_unfinished: bool = False,
+               left_out: list[str] | None = None) -> dict[str, dict[str, dict]]:
+    """task -> algo -> {"config", "summary", "status", "offline": evals, "online": evals} for every finished run
+    (only `tasks`, and only `algos` plus the offline row, when given). A run that did not finish is left out,
+    with a line appended to `left_out`, unless `include_unfinished`."""
     study: dict[str, dict[str, dict]] = defaultdict(dict)
     for cfg_path in sorted(root.glob("*/*/config.json")):
         run = cfg_path.parent
-        if not (run / "summary.json").exists() or (algos and run.name not in algos | {"offline"}) or (
-                tasks and run.parent.name not in tasks):
+        if (algos and run.name not in algos | {"offline"}) or (tasks and run.parent.name not in tasks):
+            continue
+        status = run_status(run)
+        if not status.finished and not include_unfinished:
+            if left_out is not None:
+                left_out.append(left_out_line(run, status))
             continue
         cfg = json.loads(cfg_path.read_text())
-        lines = _lines(run)
-        study[run.parent.name][run.name] = {"config": cfg, "summary": json.loads((run / "summary.json").read_text()),
+        lines = _lines(run) if (run / "metrics.jsonl").is_file() else []
+        try:
+            summary = json.loads((run / "summary.json").read_text())
+        except (OSError, ValueError):  # an unfinished run shown on request has none
+            summary = {}
+        study[run.parent.name][run.name] = {"config": cfg, "summary": summary if isinstance(summary, dict) else {},
+                                            "status": status,
                                             "offline": _evals(lines, "offline"), "online": _evals(lines, "online")}
     return {task: study[task] for task in sorted(study, key=lambda t: _task_key(t, DOMAINS[domain][0]))}
 
@@ -81,6 +98,15 @@ def _stat(values) -> str:
 
 def _seeds(values) -> str:
     return " / ".join("–" if v is None else f"{v:.0f}" for v in values)
+
+
+def _last_eval(text: str, finished: bool) -> str:
+    """A not-finished run's "final" cell is its last evaluation so far, and says so."""
+    return text if finished or set(text) <= set("–/ ") else f"{LAST_EVAL} {text}"
+
+
+def _algo(row: dict) -> str:
+    return row["algo"] if row["finished"] else f"{row['algo']} [{row['status']}]"
 
 
 def headline_rows(study: dict) -> list[dict]:
@@ -103,7 +129,9 @@ def headline_rows(study: dict) -> list[dict]:
             if algo == "offline":  # the offline policy, never fine-tuned: its last offline evaluation throughout
                 final = [last_off.get(s) for s in seeds]
                 step0 = first = worst = [None] * len(seeds)
+            status = run.get("status")
             rows.append({"task": task, "algo": algo, "seeds": seeds,
+                         "status": str(status) if status else "finished", "finished": not status or status.finished,
                          "last_offline": [last_off.get(s) for s in seeds]
                          if algo == "offline" or algo in FROM_OFFLINE else [None] * len(seeds),
                          "step0": step0, "first": first, "worst": worst, "final": final,
@@ -124,28 +152,30 @@ def _means_by_step(per_seed: dict[int, list[tuple[int, float]]]) -> dict[int, fl
     return {t: float(np.mean(v)) for t, v in sorted(by_step.items())}
 
 
-def tables(study: dict) -> str:
+def tables(study: dict, left_out: list[str] | None = None) -> str:
+    """The tables file; `left_out` (the runs load_study left out) is listed at its end."""
     rows = headline_rows(study)
     out = ["| task | algo | seeds | last offline | online step 0 | first online | worst online | final |",
            "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['task']} | {r['algo']} | {len(r['seeds'])} | {_stat(r['last_offline'])} "
-                   f"| {_stat(r['step0'])} | {_stat(r['first'])} | {_stat(r['worst'])} | {_stat(r['final'])} |")
+        out.append(f"| {r['task']} | {_algo(r)} | {len(r['seeds'])} | {_stat(r['last_offline'])} "
+                   f"| {_stat(r['step0'])} | {_stat(r['first'])} | {_stat(r['worst'])} "
+                   f"| {_last_eval(_stat(r['final']), r['finished'])} |")
     seed_list = ", ".join(sorted({str(s) for r in rows for s in r["seeds"]}))
     out += ["", f"Per seed (seeds in order {seed_list}):", "",
             "| task | algo | last offline | online step 0 | first online | worst online | final |",
             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['task']} | {r['algo']} | {_seeds(r['last_offline'])} | {_seeds(r['step0'])} "
-                   f"| {_seeds(r['first'])} | {_seeds(r['worst'])} | {_seeds(r['final'])} |")
+        out.append(f"| {r['task']} | {_algo(r)} | {_seeds(r['last_offline'])} | {_seeds(r['step0'])} "
+                   f"| {_seeds(r['first'])} | {_seeds(r['worst'])} | {_last_eval(_seeds(r['final']), r['finished'])} |")
     picks = [r for r in rows if any(r["pick"].values())]
     if picks:
         out += ["", "Offline-pick rate of the policy set (share of evaluation actions from the offline policy), "
                 "mean over seeds at each evaluation:", "", "| task | algo | online step: rate |", "|---|---|---|"]
         for r in picks:
             cells = [f"{t // 1000}k: {m:.2f}" for t, m in _means_by_step(r["pick"]).items()]
-            out.append(f"| {r['task']} | {r['algo']} | {', '.join(cells)} |")
-    curves = {(r["task"], r["algo"]): _means_by_step(r["curve"]) for r in rows}  # the offline row has none
+            out.append(f"| {r['task']} | {_algo(r)} | {', '.join(cells)} |")
+    curves = {(r["task"], _algo(r)): _means_by_step(r["curve"]) for r in rows}  # the offline row has none
     curves = {k: c for k, c in curves.items() if c}
     if curves:
         steps = sorted({t for c in curves.values() for t in c})
@@ -157,8 +187,12 @@ def tables(study: dict) -> str:
     wall = [(task, algo, run["summary"].get("timing", {}).get("wall_s")) for task, algos in study.items()
             for algo, run in algos.items()]
     total = sum(w for _, _, w in wall if w)
+    untimed = sum(1 for _, _, w in wall if not w)
     out += ["", f"Compute: {total / 3600:.2f} h of wall clock over {len(wall)} runs (summary.json `timing.wall_s`, "
-            "which times a run's last process: a resumed run's earlier processes are not counted)."]
+            "which times a run's last process: a resumed run's earlier processes are not counted)."
+            + (f" {untimed} run(s) have no timing and are not counted." if untimed else "")]
+    if left_out:
+        out += ["", *(f"- {line}" for line in left_out)]
     return "\n".join(out) + "\n"
 
 
@@ -185,7 +219,9 @@ def plot(study: dict, out_dir: Path, tag: str = "", domain: str = "antmaze") -> 
             x = np.asarray(steps) + offset
             mean, std = np.nanmean(mat, axis=0), np.nanstd(mat, axis=0)
             color = f"C{k}"
-            ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{algo} ({mat.shape[0]} seeds)")
+            status = run.get("status")
+            state = "" if not status or status.finished else f", {status}"
+            ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{algo} ({mat.shape[0]} seeds{state})")
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
             pick = np.array([[dict(ev).get(t, {}).get(PICK, np.nan) for t in steps] for ev in series.values()],
                             float)
@@ -216,15 +252,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default="", help="comma list: only these tasks")
     p.add_argument("--tag", default="", help="output name suffix, e.g. sac -> antmaze_tables-sac.md")
     p.add_argument("--domain", default="antmaze", choices=sorted(DOMAINS), help="output names, task order, y-axis")
+    p.add_argument("--include-unfinished", action="store_true",
+                   help="also show runs that did not finish, marked with their status")
     args = p.parse_args(argv)
     tag = f"-{args.tag}" if args.tag else ""
+    left_out: list[str] = []
     study = load_study(args.root, set(args.algos.split(",")) if args.algos else None,
-                       set(args.tasks.split(",")) if args.tasks else None, args.domain)
+                       set(args.tasks.split(",")) if args.tasks else None, args.domain, args.include_unfinished,
+                       left_out)
     if not study:
+        for line in left_out:  # otherwise they close the tables printed below
+            print(line)
         print(f"error: no finished runs (config.json + summary.json) under {args.root}/<task>/<algo>/", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    text = tables(study)
+    text = tables(study, left_out)
     (args.out / f"{args.domain}_tables{tag}.md").write_text(text)
     print(text)
     for path in plot(study, args.out, tag, args.domain):

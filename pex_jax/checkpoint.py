@@ -1,7 +1,9 @@
 """Checkpoints: the offline phase's states (shared by pex and direct) and full run states for resume.
 
 Files are flax msgpack (`flax.serialization`) plus a small JSON of metadata, written to a temporary
-directory and renamed into place, so a crash never leaves a half-written checkpoint behind.
+directory and renamed into place, so a crash never leaves a half-written checkpoint behind. Replacing a
+checkpoint renames the old one away first; until the new one is in place readers (and `recover`, after
+a crash in between) use the renamed one, so a complete checkpoint exists at every instant.
 """
 
 import json
@@ -19,10 +21,27 @@ from pex_jax.errors import CheckpointError
 OFFLINE_DIR = "offline_ckpt"
 
 
+TMP_TAG, OLD_TAG = ".tmp-", ".old-"  # `.<name>.tmp-<pid>`: being written; `.<name>.old-<pid>`: being replaced
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make the renames inside `path` durable (a power cut must not undo them)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
-    """Write `files` into `target` atomically (tmp dir + rename); raise CheckpointError on failure."""
+    """Write `files` into `target` atomically (tmp dir + rename); raise CheckpointError on failure.
+
+    An existing `target` is renamed to `.<name>.old-<pid>` before the new one takes its name and
+    deleted after; a crash in between leaves it there for readers and `recover`."""
     target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp = target.with_name(f".{target.name}{TMP_TAG}{os.getpid()}")
+    old = target.with_name(f".{target.name}{OLD_TAG}{os.getpid()}")
+    moved = False
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -31,13 +50,19 @@ def _atomic_write_dir(target: Path, files: dict[str, bytes]) -> None:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        _fsync_dir(tmp)
         if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
             target.rename(old)
+            moved = True
         tmp.rename(target)
+        moved = False
+        _fsync_dir(target.parent)
         shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if moved and not target.exists():
+            old.rename(target)  # the new one never arrived: the old one is the checkpoint again
         raise CheckpointError(
             f"could not write checkpoint {target}: {e.strerror or e}; free disk space or choose another "
             f"--config.run_dir (earlier checkpoints are kept)"
@@ -50,12 +75,27 @@ def save_offline(path: Path, states: Any, meta: dict) -> None:
     _atomic_write_dir(Path(path), {"state.msgpack": payload, "meta.json": json.dumps(meta, indent=2).encode()})
 
 
+def _complete(d: Path) -> bool:
+    return (d / "meta.json").exists() and (d / "state.msgpack").exists()
+
+
+def _renamed_away(target: Path) -> Path | None:
+    """The complete `.<name>.old-<pid>` a replacement left while `target` itself is missing."""
+    if target.exists() or not target.parent.is_dir():
+        return None
+    olds = sorted(p for p in target.parent.glob(f".{target.name}{OLD_TAG}*") if _complete(p))
+    return olds[-1] if olds else None
+
+
 def resolve_offline_path(path: str | Path) -> Path:
-    """Accept either the checkpoint dir itself or the run dir that contains `offline_ckpt/`."""
+    """Accept either the checkpoint dir itself or the run dir that contains `offline_ckpt/` (or, while
+    that is being replaced, the previous one renamed away)."""
     p = Path(path).expanduser()
-    if (p / OFFLINE_DIR / "meta.json").exists():
+    if _complete(p / OFFLINE_DIR):
         p = p / OFFLINE_DIR
-    if not (p / "meta.json").exists() or not (p / "state.msgpack").exists():
+    elif not _complete(p):
+        p = _renamed_away(p / OFFLINE_DIR) or _renamed_away(p) or p
+    if not _complete(p):
         raise CheckpointError(
             f"no offline checkpoint at {path} (expected meta.json and state.msgpack); run the offline phase "
             f"first (e.g. --config.algo=offline) or drop --config.offline_checkpoint to pre-train in this run"
@@ -63,9 +103,36 @@ def resolve_offline_path(path: str | Path) -> Path:
     return p
 
 
+def _read_meta(p: Path) -> dict:
+    try:
+        return json.loads((p / "meta.json").read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"offline checkpoint {p} has an unreadable meta.json ({e}); re-run pre-training "
+                              f"or point --config.offline_checkpoint elsewhere") from None
+
+
+def check_offline(path: str | Path, expect: dict, seeds: list[int]) -> tuple[Path, dict]:
+    """(checkpoint dir, its metadata) after checking that it fits this run: every key of `expect` the
+    metadata holds is equal and every seed of `seeds` is in it. Cheap, so runs call it before loading data."""
+    p = resolve_offline_path(path)
+    meta = _read_meta(p)
+    problems = [f"{key}={_normalise(meta[key])!r} where this run has {_normalise(value)!r}"
+                for key, value in expect.items() if key in meta and _normalise(meta[key]) != _normalise(value)]
+    missing = [s for s in seeds if s not in meta.get("seeds", [])]
+    if missing:
+        problems.append(f"seeds {meta.get('seeds')} without the requested {missing}")
+    if problems:
+        raise CheckpointError(
+            f"offline checkpoint {p} does not fit this run: it has {'; '.join(problems)}; pre-train with this "
+            f"run's dataset, hidden_dims and seeds, change --config.seeds, or point --config.offline_checkpoint "
+            f"elsewhere"
+        )
+    return p, meta
+
+
 def offline_final_scores(path: str | Path, seeds: list[int]) -> dict | None:
     """The pre-training's last evaluation (normalized score, success rate) for `seeds`, if recorded."""
-    meta = json.loads((resolve_offline_path(path) / "meta.json").read_text())
+    meta = _read_meta(resolve_offline_path(path))
     final = meta.get("final_eval")
     if not final or any(s not in meta["seeds"] for s in seeds):
         return None
@@ -79,20 +146,7 @@ def load_offline(path: str | Path, template: Any, seeds: list[int], expect: dict
     `template` is a seed-stacked state for the requested seeds (e.g. freshly initialised);
     `expect` holds metadata that must match (dataset id, dims, network sizes).
     """
-    p = resolve_offline_path(path)
-    meta = json.loads((p / "meta.json").read_text())
-    for key, value in expect.items():
-        if key in meta and _normalise(meta[key]) != _normalise(value):
-            raise CheckpointError(
-                f"offline checkpoint {p} has {key}={meta[key]!r} but this run uses {value!r}; "
-                f"pre-train with matching settings or point --config.offline_checkpoint elsewhere"
-            )
-    missing = [s for s in seeds if s not in meta["seeds"]]
-    if missing:
-        raise CheckpointError(
-            f"offline checkpoint {p} holds seeds {meta['seeds']} but seeds {missing} were requested; "
-            f"pre-train those seeds or change --config.seeds"
-        )
+    p, meta = check_offline(path, expect, seeds)
     rows = np.array([meta["seeds"].index(s) for s in seeds])
     full_template = jax.tree.map(lambda x: np.zeros((len(meta["seeds"]),) + x.shape[1:], x.dtype), template)
     try:
@@ -148,6 +202,33 @@ def load_run_state(path: Path) -> tuple[dict, dict]:
         msg = f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to resume from the one before"
         raise CheckpointError(msg) from None
     return raw, host
+
+
+def recover(run_dir: Path) -> list[str]:
+    """Clean up after a writer that was killed: give a checkpoint renamed away for a replacement that
+    never arrived its name back, and delete temporary and renamed-away directories.
+
+    Only safe while no other process writes `run_dir` (hold `runner.run_dir.lock_run_dir`); call it
+    before looking for the checkpoint to resume from. Returns what was done, one entry per directory.
+    """
+    done = []
+    for root in (Path(run_dir), Path(run_dir) / RUN_DIR):
+        if not root.is_dir():
+            continue
+        for p in sorted(root.iterdir()):
+            if not (p.is_dir() and p.name.startswith(".") and (TMP_TAG in p.name or OLD_TAG in p.name)):
+                continue
+            name, tag, _ = p.name[1:].rpartition(OLD_TAG if OLD_TAG in p.name else TMP_TAG)
+            target = root / name
+            if tag == OLD_TAG and not target.exists() and (p / "state.msgpack").exists():
+                p.rename(target)
+                done.append(f"restored {target}")
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+                done.append(f"removed {p}")
+        if done:
+            _fsync_dir(root)
+    return done
 
 
 def restore_into(template: Any, raw: Any) -> Any:

@@ -8,6 +8,10 @@ minutes. `announce()` (called by the `train` and `pretrain` CLIs before anything
     pex-jax: device gpu (NVIDIA H200 x1), jax 0.10.2, accelerator wheels: jax-cuda12-plugin 0.10.2 (ACCEL=cuda12)
 
 and, on a mismatch, one `warning:` line on stderr naming the device JAX found instead.
+
+`configure_runtime(role)` sets what JAX reads when it starts its backend: no preallocation of 75% of the
+GPU (so evaluation workers and tests can share the GPU with a run) and full float32 matmuls (results
+agree with the CPU's to rounding; TF32 would not). Values already in the environment are kept.
 """
 
 from __future__ import annotations
@@ -126,3 +130,60 @@ def announce(out=None, err=None) -> DeviceInfo:
     if line:
         print(line, file=err or sys.stderr, flush=True)
     return info
+
+
+# --- what JAX reads when it starts: GPU memory and float32 matmul precision ---
+
+# The largest fraction of the GPU's memory each kind of process may grow to (XLA_CLIENT_MEM_FRACTION;
+# with preallocation off it is a ceiling, not an allocation). The runner keeps JAX's own limit; workers
+# and tests hold small networks and batches, and a cap keeps one of them from starving the run.
+MEMORY_FRACTION: dict[str, str | None] = {"runner": None, "worker": "0.2", "test": "0.2"}
+# Both names are read by jaxlib; setting both is an error there, so a user's value under either is kept.
+MEM_FRACTION_VARS = ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION")
+PRECISION_VAR = "PEX_JAX_MATMUL_PRECISION"
+MATMUL_PRECISIONS = ("default", "high", "highest")  # default: TF32 on Ampere/Hopper; highest: full float32
+# Full float32: the updates here are launch-bound (2x256 MLPs, batch 256), so TF32 saves little and would
+# move GPU results ~1e-3 away from the CPU's (docs/performance.md, "GPU defaults").
+MATMUL_PRECISION = "highest"
+
+
+def _backend_started() -> bool:
+    xla_bridge = sys.modules.get("jax._src.xla_bridge")
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return bool(started and started())
+
+
+def configure_runtime(role: str = "runner") -> dict[str, str | None]:
+    """Set JAX's GPU memory and matmul precision for this process; call before JAX starts its backend.
+
+    That is: before the first `jax.devices()` or array (importing jax is fine). Environment values the
+    user set, or a parent process passed on, are kept. `PEX_JAX_MATMUL_PRECISION=default|high|highest`
+    overrides the precision. Returns the settings in effect (None: JAX's own default).
+    """
+    env = os.environ
+    if role not in MEMORY_FRACTION:
+        raise ValueError(f"role={role!r} is not one of: {', '.join(MEMORY_FRACTION)}")
+    chosen = env.get(PRECISION_VAR, "").strip().lower()
+    if chosen and chosen not in MATMUL_PRECISIONS:
+        raise ValueError(f"{PRECISION_VAR}={chosen} is not one of: {', '.join(MATMUL_PRECISIONS)}")
+    changed = False
+    if "XLA_PYTHON_CLIENT_PREALLOCATE" not in env:
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+        changed = True
+    fraction = MEMORY_FRACTION[role]
+    if fraction is not None and not any(env.get(v) for v in MEM_FRACTION_VARS):
+        env[MEM_FRACTION_VARS[0]] = fraction
+        changed = True
+
+    if chosen or not env.get("JAX_DEFAULT_MATMUL_PRECISION"):
+        # jax reads the variable on import; an already imported jax takes it through its config
+        env["JAX_DEFAULT_MATMUL_PRECISION"] = chosen or MATMUL_PRECISION
+        if "jax" in sys.modules:
+            sys.modules["jax"].config.update("jax_default_matmul_precision", env["JAX_DEFAULT_MATMUL_PRECISION"])
+
+    if changed and _backend_started():
+        print("warning: configure_runtime() ran after JAX started its backend: the GPU memory settings "
+              "apply to new processes only", file=sys.stderr, flush=True)
+    return {"XLA_PYTHON_CLIENT_PREALLOCATE": env["XLA_PYTHON_CLIENT_PREALLOCATE"],
+            "mem_fraction": next((env[v] for v in MEM_FRACTION_VARS if env.get(v)), None),
+            "matmul_precision": env["JAX_DEFAULT_MATMUL_PRECISION"]}

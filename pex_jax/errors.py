@@ -46,4 +46,4 @@ def run_cli(main: Callable[[], int | None]) -> None:
         sys.exit(main())
     except PexError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(getattr(exc, "exit_code", 1))  # a stop on a signal exits 128 + signal

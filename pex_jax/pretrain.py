@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import jax
@@ -33,28 +34,38 @@ from pex_jax.data.sources import load_transitions
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
 from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets
-from pex_jax.rollout import Evaluator, seed_keys
-from pex_jax.sharding import can_shard, replicate, shard_seeds
-from pex_jax.tools.tracking import RunLogger
-from pex_jax.train import (
+from pex_jax.runner.common import (
     INIT_STREAM,
     OFFLINE_STREAM,
     SCORE_NAMES,
-    _check_finite,
-    _from_scores,
-    _host_metrics,
-    _logged_before,
-    _scores,
-    _unalias,
-    absl_main,
     announce_task,
+    check_finite,
     dataset_batch,
     eval_episodes,
     format_table,
+    from_scores,
+    host_metrics,
+    logged_before,
     offline_meta,
     run_record,
-    validate_config,
+    scores_of,
+    seed_keys,
+    unalias,
 )
+from pex_jax.runner.evaluation import EvalScheduler, EvalTarget, default_eval_workers
+from pex_jax.runner.run_dir import (
+    DIVERGED,
+    FAILED,
+    StopRequest,
+    check_resume,
+    end_status,
+    finished,
+    lock_run_dir,
+    stop_on_signals,
+)
+from pex_jax.sharding import can_shard, replicate, shard_seeds
+from pex_jax.tools.tracking import RunLogger
+from pex_jax.train import absl_main, validate_config
 
 # Fields that may differ between tasks sharing one call; everything else parametrises the update.
 PER_TASK_FIELDS = {"task", "dataset_id", "run_dir", "eval_episodes", "eval_parallel_envs", "reward_transform",
@@ -135,9 +146,22 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
             raise ConfigError(f"tasks {configs[0].task} and {c.task} differ in {diff}; tasks pre-trained in one "
                               f"call must share these (run them separately with pex_jax.train)")
     dirs = [run_dir / c.task / "offline" for c in configs]
-    if resume and all((d / "summary.json").exists() for d in dirs):
+    if resume and all(finished(d) for d in dirs):
         print(f"pretrain: {names} already done ({run_dir}), skipping", flush=True)
         return {c.task: json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
+    with ExitStack() as guard:  # one writer per task directory; SIGTERM / SIGINT stop after a checkpoint
+        for d in dirs:
+            guard.enter_context(lock_run_dir(d))
+        stop = guard.enter_context(stop_on_signals())
+        if resume:  # before any data loads: the flags (the data files are compared once loaded)
+            for c, d in zip(configs, dirs, strict=True):
+                check_resume(d, c.to_dict() | {"seeds": seeds})
+        return _pretrain_locked(configs, run_dir, seeds, resume, memory_budget, stop)
+
+
+def _pretrain_locked(configs, run_dir: Path, seeds: list[int], resume: bool, memory_budget: int | None,
+                     stop: StopRequest) -> dict[str, dict]:
+    names = [c.task for c in configs]
     # Load (and fail on a missing dataset) before any training.
     loaded = [load_transitions(c.dataset_id, download=bool(c.download), progress=bool(c.progress)) for c in configs]
     tasks = [task_for_dataset(info) for _, info in loaded]
@@ -163,29 +187,38 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
     for g in groups:
         group_configs = [configs[i] for i in g]
         group_data = [loaded[i] for i in g]
-        summaries.update(_pretrain_group(group_configs, group_data, [tasks[i] for i in g], seeds, dims, run_dir,
-                                         resume))
+        with stop.polled():  # a signal waits for the end of a chunk (a checkpoint) or of the group
+            summaries.update(_pretrain_group(group_configs, group_data, [tasks[i] for i in g], seeds, dims,
+                                             run_dir, resume, stop))
     return summaries
 
 
-def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, resume: bool) -> dict[str, dict]:
+def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, resume: bool,
+                    stop: StopRequest | None = None) -> dict[str, dict]:
     config, t_count = configs[0], len(configs)
     group_dir = run_dir / ("_group-" + "+".join(c.task for c in configs))  # run-state checkpoints
     dirs = [run_dir / c.task / "offline" for c in configs]
-    if resume and all((d / "summary.json").exists() for d in dirs):
+    for d in (group_dir, *dirs):  # before the resume looks for the newest checkpoint
+        for line in checkpoint.recover(d):
+            print(f"recovered from an interrupted write: {line}", flush=True)
+    if resume and all(finished(d) for d in dirs):
         print(f"pretrain: {[c.task for c in configs]} already done, skipping", flush=True)
         return {c.task: json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
     saved = checkpoint.latest_run_state(group_dir) if resume else None
     raw, host = checkpoint.load_run_state(saved) if saved else (None, None)
-    loggers, evaluators = [], []
+    loggers, targets = [], []
     for c, d, (_, info), task in zip(configs, dirs, loaded, tasks, strict=True):
         with c.unlocked():
             c.run_dir = str(d)
         announce_task(task, info)
-        loggers.append(RunLogger(d, run_record(c, task, info), seeds, use_wandb=bool(c.wandb.enabled),
+        record = run_record(c, task, info)
+        if resume:
+            check_resume(d, record | {"seeds": seeds})
+        loggers.append(RunLogger(d, record, seeds, use_wandb=bool(c.wandb.enabled),
                                  resume=resume and (d / "config.json").exists(),
-                                 resume_keep=_logged_before(host, False)))
-        evaluators.append(Evaluator(task, info, seeds, int(c.eval_episodes), int(c.eval_parallel_envs), c))
+                                 resume_keep=logged_before(host, False)))
+        targets.append(EvalTarget(task, info, tuple(seeds), int(c.eval_episodes), int(c.eval_parallel_envs), dims,
+                                  c.to_dict()))
     datasets = [dataset_batch(t, info, c.reward_transform or info.default_reward_transform,
                               bool(c.terminal_on_success)) for c, (t, info) in zip(configs, loaded, strict=True)]
     stacked, rows = stack_datasets(datasets)
@@ -197,10 +230,12 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
     states = init_multitask_states(tiled(INIT_STREAM), dims, config)
     keys, done = jnp.array(tiled(OFFLINE_STREAM)), 0
     last = [None] * t_count
+    pending = None
     if raw is not None:
-        states = _unalias(checkpoint.restore_into(states, raw["states"]))
+        states = unalias(checkpoint.restore_into(states, raw["states"]))
         keys, done = jnp.asarray(raw["keys"]), int(host["step"])
-        last = [_from_scores(s) for s in host["last_eval"]]
+        last = [from_scores(s) for s in host["last_eval"]]
+        pending = host.get("pending_eval")
         print(f"resuming pretrain {[c.task for c in configs]} from {saved.name}", flush=True)
     if can_shard(len(seeds)):  # several devices: each runs its share of every task's seeds
         states, keys = shard_seeds((states, keys), axis=1)
@@ -209,8 +244,46 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
     chunks = {}
     bar = tqdm(total=total, initial=done, desc=f"offline updates ({t_count} tasks)", unit="upd",
                disable=not config.progress, dynamic_ncols=True)
+    ended: BaseException | None = None
+    checking = 0  # the task whose finiteness is being checked: a DivergenceError is that task's
+    saved_at = done
+
+    evals = EvalScheduler(targets, default_eval_workers(int(config.eval_workers)), float(config.worker_timeout))
+
+    def evaluate(step: int) -> None:
+        """One evaluation round of every task (in the background with eval workers)."""
+        for i, c in enumerate(configs):
+            def on_result(result, i=i, step=step):
+                last[i] = result
+                loggers[i].log(result.metrics(), phase="offline", offline_step=step, online_step=0)
+                bar.set_postfix(score=" ".join(f"{r.normalized_score.mean():.1f}" for r in last if r is not None))
+
+            evals.submit(i, ALGORITHMS["offline"], jax.tree.map(lambda x, i=i: x[i], states), round_index=step,
+                         episodes=eval_episodes(c, final=step == total), on_result=on_result,
+                         where=f"offline step {step}")
+
+    def save():
+        # With background evaluation, this step's round may still run: a resume runs it again.
+        pending_step = done if (evals.background and done % every == 0) else None
+        if pending_step is None:
+            evals.collect()
+        return checkpoint.save_run_state(group_dir, "offline", done, {"states": states, "keys": keys},
+                                         {"last_eval": [scores_of(r) for r in last], "pending_eval": pending_step},
+                                         int(config.keep_checkpoints))
+
+    metrics = None
     try:
+        if pending is not None:  # the checkpoint's own evaluation was still running
+            evaluate(int(pending))
         while done < total:
+            if stop is not None and stop.requested:  # polled after every chunk, before the next
+                path = checkpoint.latest_run_state(group_dir) if config.checkpoint_every > 0 else None
+                if config.checkpoint_every > 0 and saved_at != done:
+                    for i, c in enumerate(configs):  # never checkpoint a diverged state
+                        checking = i
+                        check_finite(jax.tree.map(lambda x, i=i: x[i], metrics), seeds, f"offline ({c.task})", done)
+                    path = save()
+                raise stop.preempted("offline", done, path)
             next_stop = min(total, (done // every + 1) * every)
             n = min(int(config.updates_per_call), next_stop - done)
             if n not in chunks:
@@ -222,35 +295,44 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
                 continue
             for i, c in enumerate(configs):
                 task_metrics = jax.tree.map(lambda x, i=i: x[i], metrics)
-                task_states = jax.tree.map(lambda x, i=i: x[i], states)
-                _check_finite(task_metrics, seeds, f"offline ({c.task})", done)
-                last[i] = evaluators[i](ALGORITHMS["offline"], task_states, round_index=done,
-                                        episodes=eval_episodes(c, final=done == total))
-                loggers[i].log({**_host_metrics(task_metrics, "train"), **last[i].metrics()}, phase="offline",
-                               offline_step=done, online_step=0)
-            bar.set_postfix(score=" ".join(f"{r.normalized_score.mean():.1f}" for r in last))
+                checking = i
+                check_finite(task_metrics, seeds, f"offline ({c.task})", done)
+                loggers[i].log(host_metrics(task_metrics, "train"), phase="offline", offline_step=done,
+                               online_step=0)
+            evals.collect()
+            evaluate(done)
             if config.checkpoint_every > 0 and done < total:
-                checkpoint.save_run_state(group_dir, "offline", done, {"states": states, "keys": keys},
-                                          {"last_eval": [_scores(r) for r in last]}, int(config.keep_checkpoints))
+                save()
+                saved_at = done
+        evals.collect()
         bar.close()
         summaries = {}
         for i, c in enumerate(configs):
             task_states = jax.tree.map(lambda x, i=i: x[i], states)
             checkpoint.save_offline(dirs[i] / checkpoint.OFFLINE_DIR, task_states,
-                                    offline_meta(c, seeds, dims) | {"final_eval": _scores(last[i])})
+                                    offline_meta(c, seeds, dims) | {"final_eval": scores_of(last[i])})
             scores = last[i].normalized_score if last[i] is not None else np.full(len(seeds), np.nan)
             loggers[i].summary({"final/normalized_score": scores, "offline/normalized_score": scores},
                                {"score": SCORE_NAMES[tasks[i].score], "data_source": loaded[i][1].source,
-                                "timing": {"eval_s": round(evaluators[i].total_seconds, 2),
-                                           "eval_env_steps": evaluators[i].total_env_steps}})
+                                "timing": {"eval_s": round(evals.eval_seconds, 2),
+                                           "eval_blocking_s": round(evals.blocked_seconds, 2),
+                                           "eval_env_steps": evals.env_steps, "eval_workers": evals.workers}})
             summaries[c.task] = json.loads((dirs[i] / "summary.json").read_text())
             print(f"\n{SCORE_NAMES[tasks[i].score]} for {c.task} / offline:\n"
                   f"{format_table([('offline (end)', seeds, scores)])}\n", flush=True)
+    except BaseException as e:
+        ended = e
+        raise
     finally:
-        for logger in loggers:
-            logger.close()
-        for evaluator in evaluators:
-            evaluator.close()
+        bar.close()
+        status, detail = end_status(ended)
+        for i, logger in enumerate(loggers):
+            if status == DIVERGED and i != checking:  # stopped with the task that diverged
+                logger.close(status=FAILED, detail={"error": f"stopped because {configs[checking].task}, trained "
+                                                             f"in the same call, diverged: {detail['error']}"})
+            else:
+                logger.close(status=status, detail=detail)
+        evals.close()
     return summaries
 
 

@@ -47,6 +47,8 @@ def tiny_config(tmp_path, **overrides):
     c.log_every = 100
     c.eval_episodes = 1
     c.eval_parallel_envs = 1
+    c.env_workers = 0  # in-process envs and evaluation: the engine tests turn workers on
+    c.eval_workers = 0
     c.buffer_capacity = 1000
     c.download = False
     c.progress = False

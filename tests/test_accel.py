@@ -20,6 +20,7 @@ from pex_jax.agents.algorithms import (
 from pex_jax.agents.iql import Batch
 from pex_jax.config import default_config
 from pex_jax.data.replay import ReplayBuffer
+from pex_jax.device import MATMUL_PRECISION
 from pex_jax.tools.bench import box_dims, synthetic_dataset
 
 pytestmark = pytest.mark.accel
@@ -94,6 +95,29 @@ def test_online_algorithm_compiles_and_steps_on_the_default_device(algo, offline
     assert _finite(metrics) and _on_default_device(states)
     a = np.asarray(actions)
     assert a.shape == (SEEDS, ACT) and np.all(np.isfinite(a))
+
+
+def test_default_device_agrees_with_the_cpu_to_float32_rounding_at_the_runtime_precision():
+    """At configure_runtime's matmul precision, an MLP loss and its gradients on the default device match the
+    CPU's to float32 rounding (TF32 on a GPU would be ~1e-3 off); on a CPU this compares the CPU with itself."""
+    try:
+        cpu = jax.devices("cpu")[0]
+    except RuntimeError:
+        pytest.skip("JAX_PLATFORMS leaves no CPU backend to compare with")
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.random.normal(k1, (256, OBS))
+    w1 = jax.random.normal(k2, (OBS, 256)) / np.sqrt(OBS)
+    w2 = jax.random.normal(k3, (256, 256)) / 16.0
+
+    def loss(w1, w2, x):
+        return jnp.mean(jnp.tanh(jnp.tanh(x @ w1) @ w2) ** 2)
+
+    with jax.default_matmul_precision(MATMUL_PRECISION):
+        f = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+        here = jax.tree.map(np.asarray, f(w1, w2, x))
+        there = jax.tree.map(np.asarray, f(*jax.device_put((w1, w2, x), cpu)))
+    for a, b in zip(jax.tree.leaves(here), jax.tree.leaves(there), strict=True):
+        assert np.max(np.abs(a - b)) <= 1e-5 * np.max(np.abs(b)), (jax.devices()[0], np.max(np.abs(a - b)))
 
 
 def test_runner_goes_offline_then_pex_on_the_default_device(tmp_path, tiny_env, capsys):

@@ -87,21 +87,118 @@ def test_accel_installs_jax_extra_at_the_pin_and_removes_other_plugins(tmp_path,
     assert sorted(stale_plugins(out)) == sorted(ALL_PLUGINS)
 
 
-@needs_make
-@pytest.mark.parametrize("smi, expected", [("CUDA Version: 13.0", "cuda13"), ("CUDA Version: 12.4", "cuda12"),
-                                           (None, "cpu")])
-def test_accel_auto_follows_nvidia_smi(tmp_path, smi, expected):
+def fake_nvidia_smi(tmp_path, cuda: str | None, rc: int = 0) -> Path:
+    """A folder holding an `nvidia-smi` that prints a header with `CUDA Version: <cuda>` and exits rc."""
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    body = f"echo '| NVIDIA-SMI 580.1   Driver Version: 580.1   {smi} |'" if smi else "exit 9"
-    (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\n{body}\n")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    header = f"CUDA Version: {cuda}" if cuda else "no version here"
+    (bin_dir / "nvidia-smi").write_text(f"#!/bin/sh\necho '| NVIDIA-SMI 580.1   Driver Version: 580.1   {header} |'\n"
+                                        f"exit {rc}\n")
     (bin_dir / "nvidia-smi").chmod(0o755)
-    rc, out = make_n(tmp_path, "test", "ACCEL=auto", path_prefix=bin_dir)
+    return bin_dir
+
+
+NO_GPU = {"cuda": None, "rc": 9}  # nvidia-smi there but failing, as on a machine with the driver and no GPU
+
+
+@needs_make
+@pytest.mark.parametrize("smi, expected", [({"cuda": "13.0"}, "cuda13"), ({"cuda": "12.4"}, "cuda12"),
+                                           (NO_GPU, "cpu")])
+def test_accel_auto_follows_nvidia_smi(tmp_path, smi, expected):
+    rc, out = make_n(tmp_path, "test", "ACCEL=auto", path_prefix=fake_nvidia_smi(tmp_path, **smi))
     assert rc == 0, out
     if expected == "cpu":
         assert install_line(out) is None
     else:
         assert f'"jax[{expected}]=={JAX_PIN}"' in install_line(out)
+
+
+# --- a new venv on a GPU machine (no .venv/.accel, no stamp) ---
+
+@needs_make
+@pytest.mark.parametrize("cuda, expected", [("13.0", "cuda13"), ("12.4", "cuda12")])
+def test_new_venv_on_a_gpu_machine_gets_the_cuda_wheels_and_says_why(tmp_path, cuda, expected):
+    rc, out = make_n(tmp_path, "test", stamp=False, path_prefix=fake_nvidia_smi(tmp_path, cuda))
+    assert rc == 0, out
+    assert f'"jax[{expected}]=={JAX_PIN}"' in install_line(out)
+    assert f"echo {expected} > {tmp_path / 'venv'}/.accel" in out
+    assert (f"ACCEL={expected} (new venv; auto: nvidia-smi shows CUDA {cuda}; ACCEL=cpu for CPU-only jax): "
+            f"installing jax[{expected}]=={JAX_PIN}") in out
+
+
+@needs_make
+@pytest.mark.parametrize("smi", [NO_GPU, None], ids=["nvidia-smi-fails", "no-nvidia-smi"])
+def test_new_venv_without_a_gpu_builds_exactly_the_cpu_venv_as_before(tmp_path, smi):
+    prefix = fake_nvidia_smi(tmp_path, **smi) if smi else None  # None: the PATH as is (CI has no nvidia-smi)
+    if smi is None and shutil.which("nvidia-smi"):
+        pytest.skip("this machine has an nvidia-smi")
+    rc, out = make_n(tmp_path, "test", stamp=False, path_prefix=prefix)
+    rc_cpu, out_cpu = make_n(tmp_path, "test", "ACCEL=cpu", stamp=False, path_prefix=prefix)
+    assert rc == rc_cpu == 0 and out == out_cpu, out
+    assert install_line(out).rstrip().endswith("-r requirements.txt") and "installing jax" not in out
+
+
+@needs_make
+@pytest.mark.parametrize("cuda, found", [("11.4", "11.4"), (None, "?")])
+def test_gpu_without_a_usable_cuda_version_stops_with_one_line_naming_accel(tmp_path, cuda, found):
+    smi = fake_nvidia_smi(tmp_path, cuda)
+    for args in ((), ("ACCEL=auto",)):
+        rc, out = make_n(tmp_path, "test", *args, stamp=False, path_prefix=smi)
+        assert rc != 0 and "pip" not in out
+        line = (f"*** ACCEL: nvidia-smi shows a GPU but no CUDA version >= 12 (found: {found}); pick jax's wheels "
+                f"with ACCEL=cuda13, ACCEL=cuda12 or ACCEL=cpu.  Stop.")
+        assert re.fullmatch(r"Makefile:\d+: " + re.escape(line), out.strip()), out
+    # an explicit choice builds; help and clean don't need one
+    rc, out = make_n(tmp_path, "test", "ACCEL=cpu", stamp=False, path_prefix=smi)
+    assert rc == 0 and install_line(out).rstrip().endswith("-r requirements.txt"), out
+    for goal in ("help", "clean"):
+        assert make_n(tmp_path, goal, stamp=False, path_prefix=smi)[0] == 0
+
+
+@needs_make
+def test_explicit_accel_cpu_builds_a_cpu_venv_on_a_gpu_machine(tmp_path):
+    rc, out = make_n(tmp_path, "test", "ACCEL=cpu", stamp=False, path_prefix=fake_nvidia_smi(tmp_path, "12.4"))
+    assert rc == 0 and install_line(out).rstrip().endswith("-r requirements.txt"), out
+    assert f"echo cpu > {tmp_path / 'venv'}/.accel" in out and "jax[" not in out
+
+
+@needs_make
+@pytest.mark.parametrize("accel_file, smi", [("cpu", {"cuda": "12.4"}), (None, {"cuda": "13.0"}),
+                                             ("cuda13", NO_GPU)])
+def test_existing_venv_keeps_its_recorded_accel_whatever_nvidia_smi_shows(tmp_path, accel_file, smi):
+    # accel_file None: a venv built before .venv/.accel existed, which is cpu
+    rc, out = make_n(tmp_path, "test", accel_file=accel_file, path_prefix=fake_nvidia_smi(tmp_path, **smi))
+    assert rc == 0 and install_line(out) is None and "pip" not in out, out
+
+
+@needs_make
+@pytest.mark.parametrize("goal", ["demo", "antmaze", "study", "bench", "gpu-check"])
+def test_cpu_venv_on_a_gpu_machine_says_so_before_a_run(tmp_path, goal):
+    smi = fake_nvidia_smi(tmp_path, "12.4")
+    rc, out = make_n(tmp_path, goal, accel_file="cpu", path_prefix=smi)
+    assert rc == 0, out
+    assert out.splitlines()[0] == (f"note: {tmp_path / 'venv'} is CPU-only (ACCEL=cpu) but nvidia-smi shows a GPU, "
+                                   f"so this runs on the CPU; `make {goal} ACCEL=auto` switches it to jax's CUDA "
+                                   f"wheels")
+    assert out.count("note:") == 1
+
+
+@needs_make
+def test_no_cpu_venv_note_when_cpu_was_asked_for_when_testing_or_without_a_gpu(tmp_path):
+    smi = fake_nvidia_smi(tmp_path, "12.4")
+    assert "note:" not in make_n(tmp_path, "demo", "ACCEL=cpu", accel_file="cpu", path_prefix=smi)[1]
+    assert "note:" not in make_n(tmp_path, "test", accel_file="cpu", path_prefix=smi)[1]
+    assert "note:" not in make_n(tmp_path, "demo", accel_file="cuda12", path_prefix=smi)[1]
+    no_gpu = fake_nvidia_smi(tmp_path / "no-gpu", **NO_GPU)
+    assert "note:" not in make_n(tmp_path, "demo", accel_file="cpu", path_prefix=no_gpu)[1]
+
+
+@needs_make
+def test_help_states_the_new_venv_default_and_the_recorded_accel(tmp_path):
+    rc, out = make_n(tmp_path, "help", stamp=False)
+    assert "now no venv; a new venv is auto: CUDA where nvidia-smi works, else cpu" in out
+    rc, out = make_n(tmp_path, "help", accel_file="cuda12")
+    assert "now cuda12; a new venv is auto" in out
 
 
 @needs_make
@@ -236,3 +333,79 @@ def test_cli_prints_the_device_first_and_the_mismatch_before_anything_else(tmp_p
     ours = [line for line in done.stderr.splitlines() if line.startswith(("warning:", "error:"))]
     assert ours[0].startswith("warning: jax-cuda12-plugin (installed) but JAX found no GPU: running on cpu")
     assert ours[1].startswith("error: no config given") and len(ours) == 2
+
+
+# --- configure_runtime: GPU memory and matmul precision, each in a fresh process (this one's JAX is untouched) ---
+
+RUNTIME_VARS = ("XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+                "JAX_DEFAULT_MATMUL_PRECISION", "PEX_JAX_MATMUL_PRECISION")
+
+
+def run_configure(code: str, **env_vars: str) -> subprocess.CompletedProcess:
+    """Run `code` after `from pex_jax.device import configure_runtime` in a child with only env_vars set of
+    RUNTIME_VARS; it prints the variables as JSON with `show()`."""
+    env = {k: v for k, v in os.environ.items() if k not in RUNTIME_VARS}
+    env.update(env_vars, JAX_PLATFORMS="cpu")
+    prelude = ("import json, os, sys\nfrom pex_jax.device import configure_runtime\n"
+               f"def show(): print(json.dumps({{k: os.environ.get(k) for k in {RUNTIME_VARS!r}}}))\n")
+    return subprocess.run([sys.executable, "-c", prelude + code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def shown(done: subprocess.CompletedProcess) -> dict:
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("role, fraction", [("runner", None), ("worker", "0.2"), ("test", "0.2")])
+def test_configure_runtime_turns_off_preallocation_caps_workers_and_picks_full_f32(role, fraction):
+    done = run_configure(f"configure_runtime({role!r}); assert 'jax' not in sys.modules; show()")
+    assert shown(done) == {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "XLA_CLIENT_MEM_FRACTION": fraction,
+                           "XLA_PYTHON_CLIENT_MEM_FRACTION": None, "JAX_DEFAULT_MATMUL_PRECISION": "highest",
+                           "PEX_JAX_MATMUL_PRECISION": None}
+
+
+def test_configure_runtime_keeps_the_values_the_user_set():
+    user = {"XLA_PYTHON_CLIENT_PREALLOCATE": "true", "XLA_PYTHON_CLIENT_MEM_FRACTION": ".5",
+            "JAX_DEFAULT_MATMUL_PRECISION": "default"}
+    got = shown(run_configure("configure_runtime('worker'); show()", **user))
+    # the new name stays unset beside the old one: jaxlib refuses both
+    assert got == {**dict.fromkeys(RUNTIME_VARS), **user}
+    got = shown(run_configure("configure_runtime('test'); show()", XLA_CLIENT_MEM_FRACTION=".3"))
+    assert got["XLA_CLIENT_MEM_FRACTION"] == ".3" and got["XLA_PYTHON_CLIENT_MEM_FRACTION"] is None
+
+
+def test_matmul_precision_reaches_jax_whether_imported_before_or_after():
+    lowered = ("import jax, jax.numpy as jnp\n"
+               "text = jax.jit(jnp.dot).lower(jnp.ones((2, 3)), jnp.ones((3, 4))).as_text()\n"
+               "print(jax.config.jax_default_matmul_precision, 'precision = [HIGHEST, HIGHEST]' in text)\n")
+    done = run_configure("configure_runtime()\n" + lowered)
+    assert done.returncode == 0 and done.stdout.split() == ["highest", "True"], done.stderr[-3000:]
+    done = run_configure("import jax\nconfigure_runtime()\n" + lowered, PEX_JAX_MATMUL_PRECISION="High")
+    assert done.returncode == 0 and done.stdout.split() == ["high", "False"], done.stderr[-3000:]
+    # the project's variable wins over JAX's own
+    done = run_configure("configure_runtime(); show()", PEX_JAX_MATMUL_PRECISION="default",
+                         JAX_DEFAULT_MATMUL_PRECISION="highest")
+    assert shown(done)["JAX_DEFAULT_MATMUL_PRECISION"] == "default"
+
+
+def test_configure_runtime_refuses_unknown_roles_and_precisions_and_changes_nothing():
+    code = ("for kw in ({'role': 'evaluator'}, {}):\n"
+            "    try:\n        configure_runtime(**kw)\n    except ValueError as e:\n        print(e)\n"
+            "    else:\n        raise SystemExit('accepted ' + repr(kw))\n"
+            "show()\n")
+    done = run_configure(code, PEX_JAX_MATMUL_PRECISION="tf32")
+    assert done.stdout.splitlines()[:2] == ["role='evaluator' is not one of: runner, worker, test",
+                                            "PEX_JAX_MATMUL_PRECISION=tf32 is not one of: default, high, highest"]
+    assert shown(done) == {**dict.fromkeys(RUNTIME_VARS), "PEX_JAX_MATMUL_PRECISION": "tf32"}
+
+
+def test_configure_runtime_after_the_backend_started_warns_the_memory_settings_come_too_late():
+    done = run_configure("import jax\njax.devices()\nconfigure_runtime()\nshow()")
+    assert shown(done)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert [line for line in done.stderr.splitlines() if line.startswith("warning:")] == [
+        "warning: configure_runtime() ran after JAX started its backend: the GPU memory settings apply to new "
+        "processes only"]
+    # nothing to change, nothing to say
+    done = run_configure("import jax\njax.devices()\nconfigure_runtime()", XLA_PYTHON_CLIENT_PREALLOCATE="false")
+    assert done.returncode == 0 and "warning:" not in done.stderr

@@ -107,7 +107,7 @@ def test_quick_bench_measures_the_matmul_ceiling_and_reports_each_rate_as_a_frac
     assert online["flops_per_env_step"] > online["flops_per_update"] > 0  # the fused step acts too
     for mode in ("env", "no_env"):
         assert online[mode]["fraction_of_ceiling"]["best"] == pytest.approx(
-            fraction_of_ceiling(online[mode]["env_steps_per_s_total"]["best"], online["flops_per_env_step"], peak))
+            online[mode]["env_steps_per_s_total"]["best"] * online["flops_per_env_step"] / (peak * 1e9))
     assert 0 < result["act"]["fraction_of_ceiling"]["best"] < result["offline"][0]["fraction_of_ceiling"]["best"]
     assert "total, fraction of ceiling" in md and "ceiling at the peak" in md
 
@@ -138,12 +138,36 @@ def test_markdown_is_rebuilt_from_measured_fields_only(quick_bench):
         c["value"] = 123456789.0
     assert _before_context(to_markdown(other)) == _before_context(md)
     assert to_markdown(_strip_derived(result)) == md  # stored fractions are not what the Markdown prints
-    doubled = copy.deepcopy(result)
-    doubled["ceiling"]["peak_gflops"] *= 2
-    one = result["offline"][0]
-    half = bench._pct(fraction_of_ceiling(one["fused_total"]["best"], one["flops_per_update"],
-                                          doubled["ceiling"]["peak_gflops"]))
-    assert f"| {half} / " in to_markdown(doubled).split("## Offline")[1].split("\n")[4]
+
+
+def test_fraction_of_ceiling_is_rate_times_flops_over_the_peak():
+    assert fraction_of_ceiling(100.0, 0.5e9, 200.0) == pytest.approx(0.25)  # 100/s x 0.5 GFLOP / 200 GFLOP/s
+    assert fraction_of_ceiling(3000.0, 2e6, 12.0) == pytest.approx(0.5)  # 6 GFLOP/s of 12
+    assert fraction_of_ceiling(3000.0, 2e6, 24.0) == pytest.approx(0.25)  # twice the peak, half the fraction
+    for flops, peak in ((None, 12.0), (0.0, 12.0), (2e6, None), (2e6, 0.0)):
+        assert fraction_of_ceiling(3000.0, flops, peak) is None
+
+
+def test_markdown_prints_each_rate_as_its_fraction_of_the_current_peak(quick_bench):
+    """Rates set so that, at a new peak, the fractions are round numbers: the Markdown must show those, not the
+    fractions stored in the JSON for the old peak."""
+    result, _ = quick_bench
+    scaled = copy.deepcopy(result)
+    peak = 1000.0  # GFLOP/s
+    scaled["ceiling"]["peak_gflops"] = peak
+    off = scaled["offline"][0]
+    off["fused_total"]["best"] = 0.25 * peak * 1e9 / off["flops_per_update"]
+    off["fused_total"]["median"] = 0.10 * peak * 1e9 / off["flops_per_update"]
+    on = scaled["online"][0]
+    on["env"]["env_steps_per_s_total"]["best"] = 0.5 * peak * 1e9 / on["flops_per_env_step"]
+    on["env"]["env_steps_per_s_total"]["median"] = 0.05 * peak * 1e9 / on["flops_per_env_step"]
+    act = scaled["act"]
+    act["act_per_s"]["best"] = act["act_per_s"]["median"] = 0.0005 * peak * 1e9 / act["flops_per_call"]
+    md = to_markdown(scaled)
+    assert "| 25% / 10% |" in md.split("## Offline")[1].split("\n")[4]  # the 1-seed row
+    online_rows = md.split("## Online loop")[1].split("### Host time")[0]
+    assert [row for row in online_rows.splitlines() if "| 50% / 5.0% |" in row], online_rows
+    assert "fraction of ceiling 0.05% / 0.05%" in md.split("## Action selection")[1]
 
 
 def _fake_side_by_side(monkeypatch, project_rates, reference_rates, reps=4):

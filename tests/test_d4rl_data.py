@@ -1,29 +1,33 @@
-"""D4RL AntMaze hdf5 source: qlearning_dataset semantics, validation errors, path resolution, loopback download.
+"""D4RL AntMaze hdf5 source: qlearning_dataset semantics, validation errors, path resolution, verification
+(manifest, published checksums, play/diverse). Downloads are tested in test_d4rl_download.py.
 
-Nothing here leaves the machine: every test points D4RL_URL_BASE at 127.0.0.1 (a server started in the test,
-or a closed port) and D4RL_DATASET_DIR at a temporary directory.
+Nothing here leaves the machine: D4RL_URL_BASE points at a closed loopback port and D4RL_DATASET_DIR at a
+temporary directory.
 """
 
 import hashlib
-import http.server
+import json
 import os
 import socket
-import threading
-import types
 
 import h5py
 import numpy as np
 import pytest
 
+from pex_jax.data import d4rl
 from pex_jax.data.d4rl import (
     D4RL_ANTMAZE_FILES,
+    D4RL_PUBLISHED,
+    MANIFEST_NAME,
+    PLAY_GOAL_CELLS,
     d4rl_dataset_dir,
-    fetch_d4rl_file,
     is_d4rl_id,
     load_d4rl_antmaze,
+    read_manifest,
     resolve_d4rl,
 )
-from pex_jax.errors import ConfigError, CorruptDatasetError, DatasetError, DatasetNotFoundError
+from pex_jax.envs.d4rl_antmaze import MAPS, cell_to_xy
+from pex_jax.errors import ConfigError, CorruptDatasetError, DatasetError
 
 UMAZE = "antmaze-umaze-v2"
 UMAZE_FILE = D4RL_ANTMAZE_FILES[UMAZE]
@@ -168,7 +172,8 @@ def test_dataset_info_files_records_size_and_sha256(tmp_path):
     _write(path, _umaze_arrays())
     _, info = load_d4rl_antmaze(f"d4rl:{path}")
     raw = path.read_bytes()
-    assert info.files == ({"path": str(path), "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()},)
+    assert info.files == ({"path": str(path), "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+                            "published": False},)
 
 
 # ----------------------------------------------------------------------------------- validation
@@ -275,127 +280,269 @@ def test_resolve_unknown_task_id_lists_the_six_tasks():
     _one_line_error(exc_info, "antmaze-umaze-v0", *D4RL_ANTMAZE_FILES)
 
 
-# ------------------------------------------------------------------------------------ download
+# ------------------------------------------------------------------------------------ manifest
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves `state.payload` at /<UMAZE_FILE> with Range support; can cut the body after `state.cut_after` bytes."""
-
-    def do_GET(self):  # noqa: N802
-        state = self.server.state
-        state.hits += 1
-        state.ranges.append(self.headers.get("Range"))
-        if self.path.lstrip("/") != UMAZE_FILE:
-            self.send_error(404)
-            return
-        payload, start = state.payload, 0
-        rng = self.headers.get("Range")
-        if rng and not state.ignore_range:
-            start = int(rng.removeprefix("bytes=").split("-")[0])
-            if start >= len(payload):
-                self.send_response(416)
-                self.send_header("Content-Range", f"bytes */{len(payload)}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
-        else:
-            self.send_response(200)
-        body = payload[start:]
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if state.cut_after is not None:
-            body, state.cut_after = body[: state.cut_after], None
-            self.close_connection = True
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+def _manifest(directory) -> dict:
+    return json.loads((directory / MANIFEST_NAME).read_text())["files"]
 
 
-@pytest.fixture
-def server(monkeypatch):
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.state = types.SimpleNamespace(payload=b"", hits=0, ranges=[], cut_after=None, ignore_range=False)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    monkeypatch.setenv("D4RL_URL_BASE", f"http://127.0.0.1:{httpd.server_address[1]}")
-    yield httpd.state
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture(scope="module")
-def umaze_bytes(tmp_path_factory) -> bytes:
-    path = tmp_path_factory.mktemp("served") / UMAZE_FILE
+def test_first_successful_load_records_size_sha256_and_mtime_in_the_manifest_beside_the_file(tmp_path):
+    path = tmp_path / UMAZE_FILE
     _write(path, _umaze_arrays())
-    return path.read_bytes()
+    load_d4rl_antmaze(f"d4rl:{path}")
+    raw = path.read_bytes()
+    entry = _manifest(tmp_path)[UMAZE_FILE]
+    assert entry == {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+                     "mtime_ns": path.stat().st_mtime_ns, "published": False}
+    assert read_manifest(tmp_path) == {UMAZE_FILE: entry}
+    assert {p.name for p in tmp_path.iterdir()} == {UMAZE_FILE, MANIFEST_NAME}  # no temporary file left
 
 
-def test_download_into_d4rl_dir_then_second_load_uses_local_file(server, umaze_bytes, tmp_path):
-    server.payload = umaze_bytes
-    tr, info = load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
-    local = tmp_path / "d4rl" / UMAZE_FILE
-    assert server.hits == 1 and local.read_bytes() == umaze_bytes
-    assert not (tmp_path / "d4rl" / (UMAZE_FILE + ".part")).exists()
-    assert info.files[0]["path"] == str(local) and info.files[0]["sha256"] == hashlib.sha256(umaze_bytes).hexdigest()
-    tr2, _ = load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
-    assert server.hits == 1
-    np.testing.assert_array_equal(tr.observations, tr2.observations)
-
-
-def test_interrupted_download_keeps_part_and_next_call_resumes_with_range(server, umaze_bytes, tmp_path):
-    server.payload, server.cut_after = umaze_bytes, 5000
-    part = tmp_path / "d4rl" / (UMAZE_FILE + ".part")
-    with pytest.raises(DatasetNotFoundError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
-    _one_line_error(exc_info, UMAZE_FILE, f"connection closed after 5000 of {len(umaze_bytes)} bytes")
-    assert part.stat().st_size == 5000 and not (tmp_path / "d4rl" / UMAZE_FILE).exists()
-
-    _, info = load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
-    assert server.ranges == [None, "bytes=5000-"]
-    assert info.files[0]["sha256"] == hashlib.sha256(umaze_bytes).hexdigest() and not part.exists()
-
-
-def test_resume_restarts_when_server_ignores_range_and_finishes_on_416(server, umaze_bytes, tmp_path):
-    server.payload, server.ignore_range = umaze_bytes, True
-    directory = tmp_path / "dl"
-    directory.mkdir()
-    (directory / (UMAZE_FILE + ".part")).write_bytes(b"x" * 1234)  # stale bytes that must not survive
-    path = fetch_d4rl_file(UMAZE, directory, progress=False)
-    assert path.read_bytes() == umaze_bytes and server.ranges == ["bytes=1234-"]
-
-    server.ignore_range = False
-    path.rename(directory / (UMAZE_FILE + ".part"))  # a complete .part: the server answers 416
-    assert fetch_d4rl_file(UMAZE, directory, progress=False).read_bytes() == umaze_bytes
-    assert server.ranges[-1] == f"bytes={len(umaze_bytes)}-"
-
-
-def test_corrupt_served_file_is_rejected_with_clear_error(server, tmp_path):
-    server.payload = b"<html>not the dataset</html>" * 50
-    with pytest.raises(CorruptDatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
-    _one_line_error(exc_info, tmp_path / "d4rl" / UMAZE_FILE, "is not an hdf5 file", "re-download")
-
-
-def test_unreachable_server_gives_one_line_error_naming_file_dir_url_and_other_sources(tmp_path):
-    url = os.environ["D4RL_URL_BASE"] + UMAZE_FILE  # a closed loopback port (autouse fixture)
-    with pytest.raises(DatasetNotFoundError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
-    msg = _one_line_error(exc_info, UMAZE_FILE, tmp_path / "d4rl", "$D4RL_DATASET_DIR", url, "failed (",
-                          "SOURCE=minari", "D4RL/antmaze/umaze-v1", "SOURCE=local")
-    assert "refused" in msg.lower() or "timed out" in msg
-
-    with pytest.raises(DatasetNotFoundError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}", download=False)
-    msg = _one_line_error(exc_info, UMAZE_FILE, tmp_path / "d4rl", url, "SOURCE=minari", "SOURCE=local")
-    assert "failed" not in msg
-
-
-def test_missing_explicit_path_is_not_downloaded(server, tmp_path):
-    path = tmp_path / "elsewhere" / UMAZE_FILE
-    with pytest.raises(DatasetNotFoundError) as exc_info:
+def test_a_file_failing_validation_is_not_recorded(tmp_path):
+    path = tmp_path / UMAZE_FILE
+    _write(path, _set("actions", (5, 2), 1.5)(_umaze_arrays()))
+    with pytest.raises(CorruptDatasetError):
         load_d4rl_antmaze(f"d4rl:{path}")
-    _one_line_error(exc_info, path, "does not exist")
-    assert server.hits == 0
+    assert not (tmp_path / MANIFEST_NAME).exists()
+
+
+def test_file_replaced_after_recording_stops_with_one_line_naming_recorded_and_found_size_and_sha(tmp_path):
+    path = tmp_path / UMAZE_FILE
+    _write(path, _umaze_arrays(seed=0))
+    load_d4rl_antmaze(f"d4rl:{path}")
+    recorded = _manifest(tmp_path)[UMAZE_FILE]
+    _write(path, _umaze_arrays(n=2100, seed=1))
+    raw = path.read_bytes()
+    with pytest.raises(CorruptDatasetError) as exc_info:
+        load_d4rl_antmaze(f"d4rl:{path}")
+    _one_line_error(exc_info, path, tmp_path / MANIFEST_NAME, f"recorded {recorded['size']} bytes",
+                    recorded["sha256"], f"found {len(raw)} bytes", hashlib.sha256(raw).hexdigest(),
+                    "fix: replace it", f'delete the entry "{UMAZE_FILE}"')
+    assert _manifest(tmp_path)[UMAZE_FILE] == recorded  # the record is never overwritten by a mismatch
+
+
+def test_same_size_edit_with_a_new_mtime_is_rehashed_and_refused_and_by_id_fix_says_delete_to_redownload(
+        tmp_path):
+    path = tmp_path / "d4rl" / UMAZE_FILE
+    _write(path, _umaze_arrays())
+    load_d4rl_antmaze(f"d4rl:{UMAZE}")
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF  # same size, other bytes
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    with pytest.raises(CorruptDatasetError) as exc_info:
+        load_d4rl_antmaze(f"d4rl:{UMAZE}")
+    _one_line_error(exc_info, "not the file first validated here", hashlib.sha256(raw).hexdigest(),
+                    f"fix: delete {path} and run again to re-download it")
+
+
+def test_unchanged_size_and_mtime_skip_rehashing_and_a_touched_identical_file_is_rehashed_and_accepted(
+        tmp_path, monkeypatch):
+    path = tmp_path / UMAZE_FILE
+    _write(path, _umaze_arrays())
+    calls = []
+    real = d4rl._sha256
+    monkeypatch.setattr(d4rl, "_sha256", lambda p: calls.append(p) or real(p))
+    _, first = load_d4rl_antmaze(f"d4rl:{path}")
+    _, second = load_d4rl_antmaze(f"d4rl:{path}")
+    assert len(calls) == 1 and second.files == first.files
+
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    _, third = load_d4rl_antmaze(f"d4rl:{path}")
+    assert len(calls) == 2 and third.files == first.files
+    assert _manifest(tmp_path)[UMAZE_FILE]["mtime_ns"] == path.stat().st_mtime_ns  # the new mtime is recorded
+
+
+def test_unreadable_manifest_gives_one_line_naming_it_and_the_fix(tmp_path):
+    path = tmp_path / UMAZE_FILE
+    _write(path, _umaze_arrays())
+    (tmp_path / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(CorruptDatasetError) as exc_info:
+        load_d4rl_antmaze(f"d4rl:{path}")
+    _one_line_error(exc_info, tmp_path / MANIFEST_NAME, "cannot be read", "fix: delete it")
+    (tmp_path / MANIFEST_NAME).write_text(json.dumps({"files": {UMAZE_FILE: {"size": "big"}}}))
+    with pytest.raises(CorruptDatasetError) as exc_info:
+        load_d4rl_antmaze(f"d4rl:{path}")
+    _one_line_error(exc_info, "malformed entries", UMAZE_FILE, "fix: delete it")
+
+
+def test_manifest_write_failure_warns_one_line_and_still_loads(tmp_path, monkeypatch, capsys):
+    path = tmp_path / UMAZE_FILE
+    _write(path, _umaze_arrays())
+
+    def no_space(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(d4rl.os, "replace", no_space)
+    tr, _ = load_d4rl_antmaze(f"d4rl:{path}")
+    warning = [line for line in capsys.readouterr().err.splitlines() if MANIFEST_NAME in line]
+    assert len(tr) > 0 and len(warning) == 1 and "No space left on device" in warning[0]
+    assert {p.name for p in tmp_path.iterdir()} == {UMAZE_FILE}  # the temporary manifest is cleaned up
+
+
+# ------------------------------------------------------------------------------- h5py failures
+
+
+def test_corrupt_object_header_gives_one_corrupt_dataset_line(tmp_path):
+    path = tmp_path / UMAZE_FILE
+    _write(path, _umaze_arrays())
+    with h5py.File(path, "r") as f:
+        header = h5py.h5o.get_info(f["rewards"].id).addr
+    raw = bytearray(path.read_bytes())
+    raw[header : header + 40] = b"\xff" * 40
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptDatasetError) as exc_info:
+        load_d4rl_antmaze(f"d4rl:{path}")
+    _one_line_error(exc_info, path, "cannot be read: the hdf5 structure is damaged", "KeyError", "fix: replace it")
+
+
+@pytest.mark.parametrize("stage", ["open", "read"])
+@pytest.mark.parametrize("error", [OSError, KeyError, RuntimeError, ValueError])
+def test_any_h5py_error_while_opening_or_reading_is_one_corrupt_dataset_line(tmp_path, monkeypatch, stage, error):
+    import h5py as real_h5py
+
+    path = tmp_path / UMAZE_FILE
+    _write(path, _umaze_arrays())
+
+    def boom(*args, **kwargs):
+        raise error("synthetic h5py failure")
+
+    if stage == "open":
+        monkeypatch.setattr(real_h5py, "File", boom)
+    else:
+        monkeypatch.setattr(d4rl, "_read_open", boom)
+    with pytest.raises(CorruptDatasetError) as exc_info:
+        load_d4rl_antmaze(f"d4rl:{path}")
+    _one_line_error(exc_info, path, "synthetic h5py failure", "fix:")
+    assert not (tmp_path / MANIFEST_NAME).exists()
+
+
+# -------------------------------------------------------------------------------- play / diverse
+
+
+def _free(maze: str) -> list[tuple[int, int]]:
+    return [(i, j) for i, row in enumerate(MAPS[maze]) for j, c in enumerate(row) if c != 1]
+
+
+def _maze_arrays(maze: str, goal_cells, start_cells=None, episodes: int = 60, length: int = 10, seed: int = 0,
+                 goals: bool = True) -> dict:
+    """Episodes in `maze`: positions spread over free cells, each episode starting in one of `start_cells` (any
+    free cell if None) and commanded to one of `goal_cells` (`infos/goal`, D4RL's centre + U(0, 1.5) noise)."""
+    rng = np.random.default_rng(seed)
+    free = _free(maze)
+    n = episodes * length
+    cells = [free[k] for k in rng.integers(0, len(free), n)]
+    xy = np.array([cell_to_xy(*c) for c in cells]) + rng.uniform(-1.5, 1.5, (n, 2))
+    goal = np.zeros((n, 2))
+    for e in range(episodes):
+        start = (start_cells or free)[e % len(start_cells or free)]
+        xy[e * length] = np.array(cell_to_xy(*start)) + rng.uniform(0, 1, 2)
+        goal_cell = goal_cells[e % len(goal_cells)]
+        goal[e * length : (e + 1) * length] = np.array(cell_to_xy(*goal_cell)) + rng.uniform(0, 1.5, 2)
+    obs = rng.normal(0, 0.3, (n, 29)).astype(np.float32)
+    obs[:, :2] = xy
+    data = {"observations": obs, "actions": rng.uniform(-1, 1, (n, 8)).astype(np.float32),
+            "rewards": np.zeros(n, np.float32), "terminals": np.zeros(n, np.float32),
+            "timeouts": np.arange(n) % length == length - 1}
+    if goals:
+        data["infos/goal"] = goal
+    return data
+
+
+_G = {"umaze": [(3, 1)], "medium": [(2, 6), (5, 1), (6, 5)],
+      "large": [(1, 6), (3, 5), (3, 10), (5, 2), (7, 4), (7, 6), (7, 9)]}
+_MULTISTART_UMAZE = [c for c in _free("umaze") if c != (3, 1)]
+
+KIND_SWAPS = {  # file name's task, data written, the task the data look like, words in the evidence
+    "umaze_holds_diverse": ("antmaze-umaze-v2", lambda: _maze_arrays("umaze", _free("umaze"), _MULTISTART_UMAZE),
+                            "antmaze-umaze-diverse-v2", "start in 6 maze cell(s)"),
+    "umaze_diverse_holds_umaze": ("antmaze-umaze-diverse-v2", lambda: _maze_arrays("umaze", [(3, 1)], [(1, 1)]),
+                                  "antmaze-umaze-v2", "start in 1 maze cell(s)"),
+    "medium_play_holds_diverse": ("antmaze-medium-play-v2", lambda: _maze_arrays("medium", _free("medium")),
+                                  "antmaze-medium-diverse-v2", "goals (infos/goal) lie in 26 maze cell(s)"),
+    "medium_diverse_holds_play": ("antmaze-medium-diverse-v2", lambda: _maze_arrays("medium", _G["medium"]),
+                                  "antmaze-medium-play-v2", "lie in 3 maze cell(s)"),
+    "large_play_holds_diverse": ("antmaze-large-play-v2", lambda: _maze_arrays("large", _free("large"), episodes=100),
+                                 "antmaze-large-diverse-v2", "lie in 46 maze cell(s)"),
+    "large_diverse_holds_play": ("antmaze-large-diverse-v2", lambda: _maze_arrays("large", _G["large"]),
+                                 "antmaze-large-play-v2", "lie in 7 maze cell(s)"),
+}
+
+
+@pytest.mark.parametrize("case", list(KIND_SWAPS))
+def test_play_and_diverse_swapped_under_each_others_name_are_refused_with_one_line(tmp_path, case):
+    task, make, looks_like, evidence = KIND_SWAPS[case]
+    path = tmp_path / D4RL_ANTMAZE_FILES[task]
+    _write(path, make())
+    with pytest.raises(DatasetError) as exc_info:
+        load_d4rl_antmaze(f"d4rl:{path}")
+    _one_line_error(exc_info, path, f"holds {looks_like} data, not {task}'s", evidence,
+                    f"fix: rename it to {D4RL_ANTMAZE_FILES[looks_like]} and use d4rl:{looks_like}")
+    assert not isinstance(exc_info.value, CorruptDatasetError) and not (tmp_path / MANIFEST_NAME).exists()
+    # the same data under its own name loads
+    right = tmp_path / "right" / D4RL_ANTMAZE_FILES[looks_like]
+    _write(right, make())
+    assert len(load_d4rl_antmaze(f"d4rl:{right}")[0]) > 0
+
+
+def test_no_play_diverse_verdict_without_goals_few_episodes_or_in_the_gap(tmp_path):
+    cases = [
+        ("antmaze-medium-diverse-v2", _maze_arrays("medium", _G["medium"], goals=False)),  # no infos/goal
+        ("antmaze-medium-diverse-v2", _maze_arrays("medium", _G["medium"], episodes=19)),  # too few episodes
+        ("antmaze-medium-play-v2", _maze_arrays("medium", _free("medium")[:5])),  # 5 cells: between 3 and 7
+        ("antmaze-umaze-diverse-v2", _maze_arrays("umaze", [(3, 1)], [(1, 1), (3, 3)])),  # 2 start cells
+    ]
+    for k, (task, data) in enumerate(cases):
+        path = tmp_path / str(k) / D4RL_ANTMAZE_FILES[task]
+        _write(path, data)
+        assert d4rl.data_kind(task, d4rl._read_arrays(path, "-"))[0] is None, k
+        assert len(load_d4rl_antmaze(f"d4rl:{path}")[0]) > 0
+
+
+def test_play_goal_cell_counts_match_the_generation_maps_g_cells():
+    from pex_jax.datagen.antmaze import G_CELLS
+
+    assert PLAY_GOAL_CELLS == {maze: len(cells) for maze, cells in G_CELLS.items()} == \
+        {maze: len(cells) for maze, cells in _G.items()}
+
+
+# ---------------------------------------------------------------------------- published sha256
+
+
+def test_published_table_has_the_six_v2_files_with_plausible_sizes_and_distinct_sha256():
+    assert set(D4RL_PUBLISHED) == set(D4RL_ANTMAZE_FILES)
+    assert all(200e6 < size < 260e6 and len(sha) == 64 for size, sha in D4RL_PUBLISHED.values())
+    assert len({sha for _, sha in D4RL_PUBLISHED.values()}) == 6
+
+
+def test_a_file_with_another_tasks_published_sha256_is_refused_naming_that_task(tmp_path, monkeypatch):
+    path = tmp_path / UMAZE_FILE
+    _write(path, _umaze_arrays())
+    raw = path.read_bytes()
+    monkeypatch.setitem(D4RL_PUBLISHED, "antmaze-umaze-diverse-v2", (len(raw), hashlib.sha256(raw).hexdigest()))
+    with pytest.raises(DatasetError) as exc_info:
+        load_d4rl_antmaze(f"d4rl:{path}")
+    _one_line_error(exc_info, path, "is D4RL's published antmaze-umaze-diverse-v2 file", "not antmaze-umaze-v2's",
+                    f"rename it to {D4RL_ANTMAZE_FILES['antmaze-umaze-diverse-v2']}")
+
+
+def test_a_file_matching_its_published_sha256_is_marked_published_skips_the_kind_statistic_and_no_warning(
+        tmp_path, monkeypatch, capsys):
+    task = "antmaze-umaze-diverse-v2"
+    path = tmp_path / D4RL_ANTMAZE_FILES[task]
+    _write(path, _maze_arrays("umaze", [(3, 1)], [(1, 1)]))  # fixed-start data: refused unless published
+    raw = path.read_bytes()
+    monkeypatch.setitem(D4RL_PUBLISHED, task, (len(raw), hashlib.sha256(raw).hexdigest()))
+    _, info = load_d4rl_antmaze(f"d4rl:{path}")
+    assert info.files[0]["published"] is True and _manifest(tmp_path)[path.name]["published"] is True
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_an_unpublished_file_loads_with_one_warning_line_naming_the_published_sha256(tmp_path, capsys):
+    path = tmp_path / UMAZE_FILE
+    _write(path, _umaze_arrays())
+    load_d4rl_antmaze(f"d4rl:{path}")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(lines) == 1 and str(path) in lines[0] and D4RL_PUBLISHED[UMAZE][1] in lines[0]
+    assert "not comparable" in lines[0]

@@ -292,7 +292,7 @@ def test_pex_sac_resumed_after_an_interruption_matches_an_uninterrupted_run(pex_
     with pytest.raises(_Killed):
         run(tiny_config(tmp_path / "killed", **overrides))
     monkeypatch.setattr(checkpoint, "save_run_state", real_save)
-    assert not (tmp_path / "killed" / "run" / "summary.json").exists()
+    assert json.loads((tmp_path / "killed" / "run" / "summary.json").read_text())["status"] == "failed"
 
     resumed = run(tiny_config(tmp_path / "killed", resume="auto", **overrides))
     assert resumed["final/normalized_score"] == ref["final/normalized_score"]

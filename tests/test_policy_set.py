@@ -1,16 +1,25 @@
-"""The PEX policy set: selection frequencies, evaluation modes, and the actor's regression targets."""
+"""The PEX policy set: selection frequencies, evaluation modes, and the actor's regression targets.
+
+Expected values come from hand-set members and critics (plain numpy softmax of fixed Q values), never from
+the selection code under test.
+"""
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from pex_jax.agents.algorithms import ALGORITHMS, Dims, init_offline_state, init_online_state, pex_update
 from pex_jax.agents.iql import Batch, IQLHparams
-from pex_jax.agents.policy_set import policy_set_action
+from pex_jax.agents.policy_set import NEW, OFFLINE, policy_set_action
 from pex_jax.config import default_config
 
 DIMS = Dims(3, 2, (-1.0, -1.0), (1.0, 1.0))
+OBS = jnp.array([0.3, -0.2, 0.5])
+A1 = np.array([0.5, 0.5], np.float32)  # the hand-set offline policy's mode
+NEW_MEAN, NEW_STD = np.array([-0.5, 0.0], np.float32), 0.1  # the hand-set new policy
+N = 20_000
 
 
 def _pex_state(key=0):
@@ -21,68 +30,108 @@ def _pex_state(key=0):
     return init_online_state(ALGORITHMS["pex"], jax.random.PRNGKey(key + 100), DIMS, c, offline), c
 
 
-def test_selection_frequencies_match_the_softmax_of_q_on_a_fixed_critic():
+def _hand_set_state(q_offline: tuple[float, float], q_new: tuple[float, float]):
+    """A PEX state with fixed members and critic: the offline mode is A1, the new policy N(NEW_MEAN, NEW_STD^2),
+    and the twin critics give `q_offline` to A1 and `q_new` to every action the new policy can draw (those
+    have a[0] < 0; a draw reaching a[0] > 0 is 5 standard deviations away)."""
     state, _ = _pex_state()
-    obs = jnp.array([0.3, -0.2, 0.5])
-    a1, _ = state.actor.apply_fn({"params": state.offline_actor_params}, obs)
-    a2, _ = state.actor.apply_fn({"params": state.actor.params}, obs)
-    q = state.critic.apply_fn({"params": state.critic.params}, jnp.stack([obs, obs]), jnp.stack([a1, a2])).min(0)
-    inv_temperature = 1.0 / float(jnp.abs(q[0] - q[1]) + 1e-3)  # makes the two choices comparably likely
-    p_new = float(jax.nn.softmax(inv_temperature * q)[1])
-    assert 0.05 < p_new < 0.95
 
-    n = 20_000
-    keys = jax.random.split(jax.random.PRNGKey(0), n)
-    actions, choices = jax.vmap(lambda k: policy_set_action(state, k, obs, inv_temperature, 1.0))(keys)
-    # With epsilon = 1, a2 is a sample, so Q(a2) varies; compare against the expected softmax probability
-    # averaged over those samples, computed independently here.
-    k_sample = jax.vmap(lambda k: jax.random.split(k, 4)[0])(keys)
-    mean, log_std = state.actor.apply_fn({"params": state.actor.params}, obs)
-    a2_samples = mean + jnp.exp(log_std) * jax.vmap(lambda k: jax.random.normal(k, mean.shape))(k_sample)
-    q_new = jax.vmap(lambda a: state.critic.apply_fn({"params": state.critic.params}, obs, a).min(0))(a2_samples)
-    p_each = jax.nn.sigmoid(inv_temperature * (q_new - q[0]))
-    expected = float(p_each.mean())
-    observed = float(choices.mean())
-    se = np.sqrt(expected * (1 - expected) / n)
-    assert abs(observed - expected) < 4 * se, (observed, expected, se)
-    # The chosen action is exactly the chosen candidate.
-    np.testing.assert_allclose(np.asarray(actions)[np.asarray(choices) == 0], np.broadcast_to(a1, (n, 2))[
-        np.asarray(choices) == 0])
-    np.testing.assert_allclose(np.asarray(actions)[np.asarray(choices) == 1],
-                               np.asarray(a2_samples)[np.asarray(choices) == 1], rtol=1e-5, atol=1e-6)
+    def actor(variables, obs):
+        mean = jnp.where(variables["params"]["is_new"] > 0.5, NEW_MEAN, A1)
+        return mean, jnp.full(2, np.log(NEW_STD), jnp.float32)
+
+    def critic(variables, observations, actions):
+        offline_side = actions[..., 0] > 0  # (candidates,)
+        return jnp.where(offline_side, jnp.array(q_offline)[:, None], jnp.array(q_new)[:, None])  # (twins, cands)
+
+    return state.replace(actor=state.actor.replace(apply_fn=actor, params={"is_new": jnp.array(1.0)}),
+                         offline_actor_params={"is_new": jnp.array(0.0)},
+                         critic=state.critic.replace(apply_fn=critic))
 
 
-def test_greedy_evaluation_picks_the_higher_q_candidate_deterministically():
-    state, _ = _pex_state()
-    obs = jnp.array([0.1, 0.2, -0.4])
-    keys = jax.random.split(jax.random.PRNGKey(3), 200)
-    actions, choices = jax.vmap(lambda k: policy_set_action(state, k, obs, 10.0, 0.0))(keys)
-    a1, _ = state.actor.apply_fn({"params": state.offline_actor_params}, obs)
-    a2, _ = state.actor.apply_fn({"params": state.actor.params}, obs)
-    q = state.critic.apply_fn({"params": state.critic.params}, jnp.stack([obs, obs]), jnp.stack([a1, a2])).min(0)
-    assert np.all(np.asarray(choices) == int(jnp.argmax(q)))
-    np.testing.assert_allclose(actions[0], (a1, a2)[int(jnp.argmax(q))], rtol=1e-6)
-    assert np.unique(np.asarray(actions), axis=0).shape[0] == 1
+def _choose(state, inv_temperature, epsilon, seed=0, n=N):
+    keys = jax.random.split(jax.random.PRNGKey(seed), n)
+    actions, choices = jax.vmap(lambda k: policy_set_action(state, k, OBS, inv_temperature, epsilon))(keys)
+    return np.asarray(actions), np.asarray(choices)
 
 
-def test_reference_evaluation_epsilon_explores_about_ten_percent():
-    state, _ = _pex_state()
-    obs = jnp.array([0.1, 0.2, -0.4])
-    keys = jax.random.split(jax.random.PRNGKey(4), 4000)
-    actions, _ = jax.vmap(lambda k: policy_set_action(state, k, obs, 10.0, 0.1))(keys)
-    a2, _ = state.actor.apply_fn({"params": state.actor.params}, obs)
-    a1, _ = state.actor.apply_fn({"params": state.offline_actor_params}, obs)
-    is_mode = np.all(np.isclose(actions, a2), axis=1) | np.all(np.isclose(actions, a1), axis=1)
-    # a2 is sampled with prob 0.1 (and then chosen or not): non-mode actions appear, but rarely.
-    assert 0.0 < 1 - is_mode.mean() < 0.1 + 4 * np.sqrt(0.1 * 0.9 / 4000)
+def _p_new(q_offline, q_new, inv_temperature, epsilon) -> float:
+    """P(choice = new): softmax(inv_temperature * min-twin Q) with probability epsilon, else the argmax."""
+    q = np.array([min(q_offline), min(q_new)])
+    logits = inv_temperature * q
+    softmax = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    return float(epsilon * softmax[1] + (1 - epsilon) * (q[1] > q[0]))
 
 
-def test_pex_actor_regresses_toward_policy_set_actions_not_dataset_actions(monkeypatch):
-    state, c = _pex_state()
-    n = 32
+CASES = [
+    # (q_offline twins, q_new twins, inv_temperature, epsilon); the twins differ so that only their minimum fits
+    ((1.0, 3.0), (1.5, 1.6), 2.0, 1.0),  # training: min-Q softmax, P(new) = 0.731 (the twins' mean would give 0.289)
+    ((1.0, 3.0), (1.5, 1.6), 2.0, 0.0),  # greedy: always the higher min-Q
+    ((1.0, 3.0), (1.5, 1.6), 2.0, 0.3),  # evaluation: 0.3 x 0.731 + 0.7
+    ((1.0, 3.0), (1.5, 1.6), 4.0, 1.0),  # a sharper softmax: 0.881
+    ((2.0, 2.5), (0.5, 4.0), 1.0, 1.0),  # the offline policy preferred: 0.182
+    ((2.0, 2.5), (0.5, 4.0), 1.0, 0.0),  # greedy: never the new policy
+    ((2.0, 2.5), (0.5, 4.0), 0.0, 0.1),  # explored choices are coin flips at inv_temperature 0: 0.05
+]
+
+
+@pytest.mark.parametrize("q_offline, q_new, inv_temperature, epsilon", CASES)
+def test_choice_frequencies_match_the_softmax_of_the_min_twin_q_mixed_with_the_argmax_by_epsilon(
+        q_offline, q_new, inv_temperature, epsilon):
+    state = _hand_set_state(q_offline, q_new)
+    _, choices = _choose(state, inv_temperature, epsilon)
+    expected = _p_new(q_offline, q_new, inv_temperature, epsilon)
+    observed = choices.mean()
+    if expected in (0.0, 1.0):
+        assert observed == expected
+    else:
+        assert abs(observed - expected) < 4.5 * np.sqrt(expected * (1 - expected) / N), (observed, expected)
+
+
+@pytest.mark.parametrize("epsilon", [0.0, 0.3, 1.0])
+def test_the_action_is_the_chosen_member_and_the_new_one_is_sampled_with_probability_epsilon(epsilon):
+    state = _hand_set_state((1.0, 3.0), (1.5, 1.6))
+    actions, choices = _choose(state, 2.0, epsilon, seed=1)
+    np.testing.assert_array_equal(actions[choices == OFFLINE], np.broadcast_to(A1, actions[choices == OFFLINE].shape))
+    new = actions[choices == NEW]
+    is_mode = np.all(new == NEW_MEAN, axis=1)
+    se = np.sqrt(epsilon * (1 - epsilon) / len(new))
+    assert abs((1 - is_mode.mean()) - epsilon) <= 4.5 * se, (is_mode.mean(), epsilon)
+    if epsilon > 0:  # the explored ones are draws of N(NEW_MEAN, NEW_STD^2)
+        drawn = new[~is_mode]
+        np.testing.assert_allclose(drawn.mean(0), NEW_MEAN, atol=5 * NEW_STD / np.sqrt(len(drawn)))
+        np.testing.assert_allclose(drawn.std(0), NEW_STD, rtol=0.05)
+
+
+def test_greedy_evaluation_is_deterministic_given_the_state():
+    state = _hand_set_state((2.0, 2.5), (3.0, 2.1))  # min 2.0 vs 2.1: the new policy, by a hair
+    actions, choices = _choose(state, 10.0, 0.0, n=200)
+    assert np.all(choices == NEW)
+    np.testing.assert_array_equal(actions, np.broadcast_to(NEW_MEAN, actions.shape))
+
+
+# --- The actor's regression targets ---
+
+
+def _batch(n=32):
     k = jax.random.split(jax.random.PRNGKey(9), 3)
-    batch = Batch(jax.random.normal(k[0], (n, 3)), jnp.full((n, 2), 0.77), -jnp.ones(n),
-                  jax.random.normal(k[1], (n, 3)), jnp.zeros(n))
+    return Batch(jax.random.normal(k[0], (n, 3)), jnp.full((n, 2), 0.77), -jnp.ones(n),
+                 jax.random.normal(k[1], (n, 3)), jnp.zeros(n))
+
+
+def _update_with_critic(monkeypatch, prefer_offline: bool):
+    """pex_update with a critic that scores an action by its distance to the offline mode a1(s): -100 x distance
+    (the offline policy wins every choice) or +100 x distance (the new policy does). Returns what the actor
+    update was given, the states before and after, the batch and the metrics."""
+    state, _ = _pex_state()
+    offline_mode = state.actor.apply_fn
+
+    def critic(variables, observations, actions):
+        a1 = offline_mode({"params": state.offline_actor_params}, observations)[0]
+        q = (-100.0 if prefer_offline else 100.0) * jnp.linalg.norm(actions - a1, axis=-1)
+        return jnp.stack([q, q + 1.0])  # twins
+
+    state = state.replace(critic=state.critic.replace(apply_fn=critic))
     seen = {}
     import pex_jax.agents.algorithms as agents
 
@@ -93,47 +142,29 @@ def test_pex_actor_regresses_toward_policy_set_actions_not_dataset_actions(monke
         return real_actor_update(state, observations, actions, adv, hp)
 
     monkeypatch.setattr(agents, "actor_update", spy)
-    key = jax.random.PRNGKey(5)
-    new_state, metrics = pex_update(state, batch, key, IQLHparams(expectile=0.9), inv_temperature=10.0)
-    # Recompute the targets independently: the policy set at the batch states, with the post-update critic.
-    from pex_jax.agents.iql import value_critic_update
+    batch = _batch()
+    new_state, metrics = pex_update(state, batch, jax.random.PRNGKey(5), IQLHparams(expectile=0.9),
+                                    inv_temperature=10.0)
+    return seen, state, new_state, batch, metrics
 
-    after_vq, _, _ = value_critic_update(state, batch, IQLHparams(expectile=0.9))
-    keys = jax.random.split(key, n)
-    expected, choices = jax.vmap(policy_set_action, in_axes=(None, 0, 0, None, None))(
-        after_vq, keys, batch.observations, 10.0, 1.0)
-    np.testing.assert_allclose(seen["actions"], expected, rtol=1e-6)
-    assert not np.any(np.isclose(np.asarray(seen["actions"]), 0.77))
-    q_t = after_vq.critic.apply_fn({"params": after_vq.target_critic_params}, batch.observations, expected).min(0)
-    v = after_vq.value.apply_fn({"params": after_vq.value.params}, batch.observations)
-    np.testing.assert_allclose(seen["adv"], q_t - v, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(metrics["actor_target_offline_rate"], 1 - np.mean(choices))
+
+def test_pex_actor_regresses_toward_the_offline_mode_where_the_critic_prefers_it(monkeypatch):
+    seen, state, new_state, batch, metrics = _update_with_critic(monkeypatch, prefer_offline=True)
+    a1 = state.actor.apply_fn({"params": state.offline_actor_params}, batch.observations)[0]
+    np.testing.assert_allclose(seen["actions"], a1, rtol=1e-6)  # not the dataset's 0.77
+    assert float(metrics["actor_target_offline_rate"]) == 1.0
+    # advantage = target Q of the chosen action (0 at a1, the lower twin) - V(s) after this step's V update
+    v_after = new_state.value.apply_fn({"params": new_state.value.params}, batch.observations)
+    np.testing.assert_allclose(seen["adv"], -v_after, rtol=1e-5, atol=1e-5)
     chex.assert_trees_all_equal(new_state.offline_actor_params, state.offline_actor_params)
 
 
-def test_evaluation_epsilon_also_explores_the_policy_choice_not_only_the_new_action():
-    state, _ = _pex_state()
-    obs = jnp.array([0.2, -0.1, 0.3])
-    a1, _ = state.actor.apply_fn({"params": state.offline_actor_params}, obs)
-    # A critic that strongly prefers the offline action a1 over ANY other action (sampled or mode a2), so the
-    # argmax always picks the offline policy and only an explored choice w can pick the new one.
-    critic = state.critic.replace(
-        apply_fn=lambda variables, o, a: jnp.broadcast_to(-100.0 * jnp.linalg.norm(a - a1, axis=-1), (2, a.shape[0])))
-    state = state.replace(critic=critic)
-    inv_temperature = 1e-6  # Categorical(inv_temperature * q) is then ~uniform: an explored w is a coin flip
-    n = 4000
-    keys = jax.random.split(jax.random.PRNGKey(11), n)
-    rates = {}
-    for epsilon in (0.0, 0.1, 1.0):
-        actions, choices = jax.vmap(lambda k, e=epsilon: policy_set_action(state, k, obs, inv_temperature, e))(keys)
-        chex.assert_shape(actions, (n, 2))
-        chex.assert_shape(choices, (n,))
-        chex.assert_type(choices, int)
-        choices = np.asarray(choices)
-        np.testing.assert_allclose(np.asarray(actions)[choices == 0], np.broadcast_to(a1, (n, 2))[choices == 0])
-        rates[epsilon] = choices.mean()
-    assert rates[0.0] == 0.0  # greedy: never the new policy
-    se = np.sqrt(0.25 / n)
-    assert abs(rates[1.0] - 0.5) < 4 * se, rates  # fully explored choice: uniform
-    expected = 0.1 * 0.5  # explored with probability epsilon, then a coin flip
-    assert abs(rates[0.1] - expected) < 4 * np.sqrt(expected * (1 - expected) / n), rates
+def test_pex_actor_regresses_toward_new_policy_draws_where_the_critic_prefers_them(monkeypatch):
+    seen, state, _, batch, metrics = _update_with_critic(monkeypatch, prefer_offline=False)
+    a1 = np.asarray(state.actor.apply_fn({"params": state.offline_actor_params}, batch.observations)[0])
+    mode = np.asarray(state.actor.apply_fn({"params": state.actor.params}, batch.observations)[0])
+    targets = np.asarray(seen["actions"])
+    assert float(metrics["actor_target_offline_rate"]) == 0.0
+    # training draws the new policy's candidate (epsilon = 1): neither a1, its mode, nor the data action
+    for other in (a1, mode, np.full_like(targets, 0.77)):
+        assert not np.any(np.all(np.isclose(targets, other), axis=1))

@@ -123,7 +123,8 @@ def test_interrupted_pretraining_resumes_to_the_uninterrupted_result(tmp_path, t
     with pytest.raises(KeyboardInterrupt):
         pretrain(configs(), tmp_path / "killed", memory_budget=1 << 40)
     monkeypatch.setattr(checkpoint, "save_run_state", real_save)
-    assert not (tmp_path / "killed" / "tiny-a" / "offline" / "summary.json").exists()
+    killed = json.loads((tmp_path / "killed" / "tiny-a" / "offline" / "summary.json").read_text())
+    assert killed["status"] == "failed"  # a resume must not skip it as done
 
     pretrain(configs(resume="auto"), tmp_path / "killed", resume=True, memory_budget=1 << 40)
     for name in ("tiny-a", "tiny-b"):

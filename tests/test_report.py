@@ -8,6 +8,7 @@ import pytest
 from matplotlib import colormaps
 from matplotlib.image import imread
 
+from pex_jax.errors import ConfigError
 from pex_jax.tools import report
 from pex_jax.tools.report import make_report
 
@@ -23,10 +24,16 @@ def write_run(
     online: dict[int, list[float]] | None = None,
     success: dict[int, float] | None = None,
     regret: dict[int, list[float]] | None = None,
+    summary: dict | None = None,
     **config,
 ) -> Path:
-    """A run dir in the metrics.jsonl contract; evals every 100 offline updates / 50 env steps."""
+    """A run dir in the metrics.jsonl contract; evals every 100 offline updates / 50 env steps.
+
+    It ends finished: a summary.json without a status key, as runs written before the key have; `summary`
+    replaces its contents, and deleting it gives a run that never ended.
+    """
     run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text(json.dumps({"seeds": seeds} if summary is None else summary))
     cfg = {"task": task, "algo": algo, "seeds": seeds, "dataset_id": f"pex/{task}-v0", "offline_checkpoint": "",
            "data_source": "local"}
     (run_dir / "config.json").write_text(json.dumps({**cfg, **config}))
@@ -230,3 +237,85 @@ def test_table_names_the_source_and_the_d4rl_scale_and_the_online_step0_score(tm
     assert rows[0].step0_score.mean == pytest.approx(40.0)
     assert "| antmaze-umaze-d4rl | d4rl | 100×success | pex | 2 | 50.0 ± 10.0 | 40.0 ± 10.0 | 90.0 ± 10.0 |" in (
         path.read_text())
+
+
+# ---------------------------------------------------------------------------- run status
+@pytest.mark.parametrize(
+    ("summary", "finished", "text"),
+    [
+        (None, False, "unfinished"),
+        ("{not json", False, "unfinished (summary.json unreadable)"),
+        ({"seeds": [0]}, True, "finished"),
+        ({"status": "finished"}, True, "finished"),
+        ({"status": "failed"}, False, "failed"),
+        ({"status": "preempted"}, False, "preempted"),
+        ({"status": "diverged", "diverged": {"seed": 3, "step": 12000, "phase": "online"}}, False,
+         "diverged (seed 3, online step 12000)"),
+        ({"status": "diverged"}, False, "diverged"),
+    ],
+)
+def test_run_status_is_read_from_summary_json(tmp_path, summary, finished, text):
+    if summary is not None:
+        (tmp_path / "summary.json").write_text(summary if isinstance(summary, str) else json.dumps(summary))
+    status = report.run_status(tmp_path)
+    assert status.finished is finished
+    assert str(status) == text
+
+
+def test_run_without_summary_is_left_out_by_default_with_one_line(tmp_path, runs, capsys):
+    scratch = runs / "z" / "a"
+    (scratch / "summary.json").unlink()
+    rows, path = make_report([str(runs)], tmp_path / "out")
+    assert ("maze-a", "scratch") not in {(r.task, r.algo) for r in rows}
+    assert all(r.finished for r in rows)
+    out = capsys.readouterr().out
+    assert out.count("left out") == 1
+    assert f"left out {scratch.resolve()}: unfinished" in out
+    text = path.read_text()
+    assert f"left out {scratch.resolve()}: unfinished" in text
+    assert "| maze-a | local | norm. return | scratch |" not in text
+
+
+def test_include_unfinished_marks_the_row_and_labels_its_end_cells_last_eval(tmp_path, runs):
+    (runs / "z" / "a" / "summary.json").unlink()  # maze-a scratch: online evaluations for every seed
+    (runs / "b" / "off" / "summary.json").unlink()  # maze-b offline: never reached an online phase
+    rows, path = make_report([str(runs)], tmp_path / "out", include_unfinished=True)
+    by_key = {(r.task, r.algo): r for r in rows}
+    assert by_key[("maze-a", "scratch")].status == "unfinished"
+    assert by_key[("maze-a", "pex")].status == "finished"
+    text = path.read_text()
+    assert "| task | source | score | algo | seeds | status | score after offline |" in text
+    assert "| maze-a | local | norm. return | scratch | 3 | unfinished | – | – | last eval 20.0 ± 8.2 | – | – |" in text
+    assert "| maze-b | local | norm. return | offline | 3 | unfinished | last eval 34.0 ± 3.7 | – | – |" in text
+    assert "| maze-a | local | norm. return | pex | 3 | finished | 50.0 ± 8.2 | – | 82.0 ± 10.7 |" in text
+    assert "left out" not in text
+
+
+def test_diverged_run_is_reported_with_its_seed_and_step(tmp_path, runs, capsys):
+    diverged = {"status": "diverged", "diverged": {"seed": 2, "step": 12000, "phase": "online"}}
+    (runs / "y" / "20250102-000000" / "summary.json").write_text(json.dumps(diverged))  # maze-a pex, seed 2
+    rows, _ = make_report([str(runs)], tmp_path / "out")
+    assert {(r.task, r.algo): r for r in rows}[("maze-a", "pex")].seeds == [0, 1]
+    assert "diverged (seed 2, online step 12000)" in capsys.readouterr().out
+    rows, path = make_report([str(runs)], tmp_path / "out2", include_unfinished=True)
+    pex = {(r.task, r.algo): r for r in rows}[("maze-a", "pex")]
+    assert pex.seeds == SEEDS and pex.status == "diverged (seed 2, online step 12000)"
+    assert "| pex | 3 | diverged (seed 2, online step 12000) | 50.0 ± 8.2 | – | last eval 82.0 ± 10.7 |" in (
+        path.read_text())
+
+
+def test_finished_runs_give_the_same_table_with_or_without_include_unfinished(tmp_path, runs):
+    _, default = make_report([str(runs)], tmp_path / "a")
+    _, included = make_report([str(runs)], tmp_path / "b", include_unfinished=True)
+    assert default.read_text().split("## ")[0] == included.read_text().split("## ")[0]
+    assert "status" not in default.read_text().split("## ")[0]
+
+
+def test_cli_with_only_unfinished_runs_exits_1_and_include_unfinished_reports_them(tmp_path, capsys):
+    run_dir = write_run(tmp_path / "runs" / "r", "maze-e", "pex", [0], None, {0: [5.0, 9.0]})
+    (run_dir / "summary.json").unlink()
+    with pytest.raises(ConfigError, match="--include-unfinished"):
+        report.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o")])
+    assert "left out" in capsys.readouterr().out
+    assert report.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o"), "--include-unfinished"]) == 0
+    assert "| pex | 1 | unfinished | – | – | last eval 9.0 ± 0.0 |" in (tmp_path / "o" / "report.md").read_text()

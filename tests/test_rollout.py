@@ -89,17 +89,18 @@ def test_goal_terminals_are_true_terminations_plus_sparse_successes_when_asked()
     np.testing.assert_array_equal(without, terminals)
 
 
-def _scripted(evaluator, controllers=None, choice=0):
-    """Stand-in for the jitted policy: zero actions, or one controller per eval env."""
+def _scripted(evaluator, controllers=None, choices=(0, 0)):
+    """Stand-in for the jitted policy: per eval env its controller's action (zeros where it has none), per seed
+    a fixed policy-set choice."""
 
     def policy(states, keys, t, obs):
         obs = np.asarray(obs)
         n, p, _ = obs.shape
         actions = np.zeros((n, p, 2), np.float32)
-        if controllers is not None:
-            for i in range(n * p):
+        for i in range(n * p):
+            if controllers is not None and controllers[i] is not None:
                 actions[i // p, i % p] = controllers[i](_as_dict(obs[i // p, i % p]))
-        return actions, np.full((n, p), choice, np.int32)
+        return actions, np.repeat(np.asarray(choices, np.int32)[:, None], p, axis=1)
 
     return lambda spec: policy
 
@@ -124,7 +125,7 @@ def test_evaluator_counts_episodes_per_seed_and_stops_finished_envs(tiny_task):
     try:
         assert len(ev.envs) == len(seeds) * parallel
         log = _count_episodes(ev)
-        ev._policy = _scripted(ev, choice=0)
+        ev._policy = _scripted(ev, choices=(0, 1))  # seed 0 always picks the offline policy, seed 1 never
         still = ev(ALGORITHMS["pex"], None, 0)
         assert still.episodes == episodes
         # Zero actions never reach the goal: every episode runs the full time limit, and no more.
@@ -135,7 +136,7 @@ def test_evaluator_counts_episodes_per_seed_and_stops_finished_envs(tiny_task):
         np.testing.assert_array_equal(still.success_rate, [0.0, 0.0])
         np.testing.assert_array_equal(still.normalized_score, [0.0, 0.0])
         np.testing.assert_array_equal(still.returns, [0.0, 0.0])
-        np.testing.assert_array_equal(still.offline_choice_rate, [1.0, 1.0])
+        np.testing.assert_array_equal(still.offline_choice_rate, [1.0, 0.0])
 
         # A per-call episode count overrides the default.
         for steps in log:
@@ -145,16 +146,18 @@ def test_evaluator_counts_episodes_per_seed_and_stops_finished_envs(tiny_task):
         for s in range(len(seeds)):
             assert sum(sum(log[s * parallel + j]) for j in range(parallel)) == 3
 
-        # A policy that reaches the goal: every episode succeeds, returns 1, and ends early.
+        # Seed 0 reaches the goal (every episode succeeds, returns 1 and ends early), seed 1 stands still: each
+        # seed's numbers come from its own envs only.
         for steps in log:
             steps.clear()
-        controllers = [ExpertPolicy(env.unwrapped.maze, seed=i) for i, env in enumerate(ev.envs)]
-        ev._policy = _scripted(ev, controllers, choice=1)
+        controllers = [ExpertPolicy(env.unwrapped.maze, seed=i) if i < parallel else None
+                       for i, env in enumerate(ev.envs)]
+        ev._policy = _scripted(ev, controllers, choices=(1, 1))
         good = ev(ALGORITHMS["scratch"], None, 2)
         assert good.episodes == episodes
-        np.testing.assert_array_equal(good.success_rate, [1.0, 1.0])
-        np.testing.assert_array_equal(good.normalized_score, [100.0, 100.0])
-        np.testing.assert_array_equal(good.returns, [1.0, 1.0])
+        np.testing.assert_array_equal(good.success_rate, [1.0, 0.0])
+        np.testing.assert_array_equal(good.normalized_score, [100.0, 0.0])
+        np.testing.assert_array_equal(good.returns, [1.0, 0.0])
         assert good.offline_choice_rate is None
         assert good.env_steps < len(seeds) * episodes * TIME_LIMIT
         assert sum(len(steps) for steps in log) == good.env_steps
@@ -163,6 +166,7 @@ def test_evaluator_counts_episodes_per_seed_and_stops_finished_envs(tiny_task):
         assert all(steps[-1] for steps in log)
         # The dataset has Minari reference scores, so the return-based score is reported too.
         assert good.minari_score is not None and good.minari_score.shape == (len(seeds),)
+        assert good.minari_score[0] > good.minari_score[1]
         assert ev.total_env_steps == still.env_steps + fewer.env_steps + good.env_steps
     finally:
         ev.close()

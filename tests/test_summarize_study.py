@@ -93,3 +93,45 @@ def test_locomotion_domain_orders_tasks_and_names_its_outputs(tmp_path):
     assert "| hopper-medium | pex | 1 | 45.0 ± 0.0 | 40.0 ± 0.0 | 120.0 ± 0.0 |" in text
     assert (out / "curves_locomotion-hopper-medium.png").stat().st_size > 0
     assert not (out / "antmaze_tables.md").exists()
+
+
+def test_unfinished_run_is_left_out_with_one_line_in_the_output_and_the_tables(study_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert summary.main([str(study_root), "--out", str(out)]) == 0
+    line = f"left out {study_root / 'umaze' / 'direct'}: unfinished"
+    assert capsys.readouterr().out.count("left out") == 1
+    text = (out / "antmaze_tables.md").read_text()
+    assert line in text
+    assert "| umaze | direct" not in text
+
+
+def test_include_unfinished_marks_the_algo_and_labels_final_as_the_last_eval(study_root, tmp_path):
+    out = tmp_path / "out"
+    assert summary.main([str(study_root), "--out", str(out), "--include-unfinished"]) == 0
+    text = (out / "antmaze_tables.md").read_text()
+    assert "| umaze | direct [unfinished] | 1 | 60.0 ± 0.0 | 1.0 ± 0.0 | – | – | last eval 1.0 ± 0.0 |" in text
+    assert "| umaze | direct [unfinished] | 60 | 1 | – | – | last eval 1 |" in text  # per seed
+    assert "| umaze | pex | 2 | 70.0 ± 10.0 | 45.0 ± 25.0 | 20.0 ± 20.0 | 20.0 ± 20.0 | 95.0 ± 5.0 |" in text
+    assert "left out" not in text
+    assert "over 4 runs" in text and "1 run(s) have no timing" in text
+
+
+def test_diverged_run_is_shown_with_its_seed_and_step(study_root, tmp_path, capsys):
+    diverged = {"status": "diverged", "diverged": {"seed": 1, "step": 5000, "phase": "online"}}
+    (study_root / "umaze" / "sac" / "summary.json").write_text(json.dumps(diverged))
+    assert summary.main([str(study_root), "--out", str(tmp_path / "a")]) == 0
+    assert f"left out {study_root / 'umaze' / 'sac'}: diverged (seed 1, online step 5000)" in capsys.readouterr().out
+    assert summary.main([str(study_root), "--out", str(tmp_path / "b"), "--include-unfinished"]) == 0
+    text = (tmp_path / "b" / "antmaze_tables.md").read_text()
+    assert "| umaze | sac [diverged (seed 1, online step 5000)] | 2 |" in text
+    assert "| umaze | sac [diverged (seed 1, online step 5000)] | 0.0 | 5.0 | 20.0 |" in text  # the mean curve
+
+
+def test_a_summary_without_status_is_finished_and_failed_or_preempted_are_not(tmp_path):
+    write_run(tmp_path, "umaze", "offline", offline={0: [50.0]})
+    for algo, state in (("pex", "finished"), ("direct", "failed"), ("sac", "preempted")):
+        run = write_run(tmp_path, "umaze", algo, online={0: [10.0, 20.0]})
+        (run / "summary.json").write_text(json.dumps({"status": state}))
+    left_out: list[str] = []
+    assert set(summary.load_study(tmp_path, left_out=left_out)["umaze"]) == {"offline", "pex"}
+    assert sorted(line.split(": ")[1].split(" ")[0] for line in left_out) == ["failed", "preempted"]

@@ -134,7 +134,7 @@ def test_cli_prints_a_single_line_error_and_exits_nonzero_without_the_dataset(tm
 
 
 def test_goal_reaching_transitions_become_terminal_only_when_asked():
-    from pex_jax.train import goal_terminals
+    from pex_jax.rollout import goal_terminals
 
     terminals, rewards = np.array([0.0, 0.0, 1.0, 0.0]), np.array([0.0, 1.0, 0.0, 0.0])
     np.testing.assert_array_equal(goal_terminals(terminals, rewards, False), [0, 0, 1, 0])

@@ -15,25 +15,28 @@ from pex_jax.agents.iql import Batch
 
 
 class ReplayBuffer(struct.PyTreeNode):
-    data: Batch  # leaves of shape (num_seeds, capacity, ...)
+    data: Batch  # leaves of shape (*agents, capacity, ...): (seeds,) or (tasks, seeds)
     size: jax.Array  # int32 scalar: number of valid rows (same for every seed)
     ptr: jax.Array  # int32 scalar: next row to write
 
     @classmethod
-    def create(cls, num_seeds: int, obs_dim: int, action_dim: int, capacity: int) -> "ReplayBuffer":
+    def create(cls, num_seeds: int | tuple[int, ...], obs_dim: int, action_dim: int, capacity: int) -> "ReplayBuffer":
+        agents = (num_seeds,) if isinstance(num_seeds, int) else tuple(num_seeds)
+
         def zeros(*shape):
-            return jnp.zeros((num_seeds, capacity, *shape), jnp.float32)
+            return jnp.zeros((*agents, capacity, *shape), jnp.float32)
 
         data = Batch(zeros(obs_dim), zeros(action_dim), zeros(), zeros(obs_dim), zeros())
         return cls(data=data, size=jnp.zeros((), jnp.int32), ptr=jnp.zeros((), jnp.int32))
 
     @property
     def capacity(self) -> int:
-        return self.data.rewards.shape[1]
+        return self.data.rewards.shape[-1]
 
     def insert(self, transitions: Batch) -> "ReplayBuffer":
-        """Write one transition per seed (leaves shaped (num_seeds, ...)) at `ptr`, overwriting the oldest."""
-        data = jax.tree.map(lambda buf, x: buf.at[:, self.ptr].set(x.astype(buf.dtype)), self.data, transitions)
+        """Write one transition per agent (leaves shaped (*agents, ...)) at `ptr`, overwriting the oldest."""
+        at = (slice(None),) * (self.data.rewards.ndim - 1) + (self.ptr,)
+        data = jax.tree.map(lambda buf, x: buf.at[at].set(x.astype(buf.dtype)), self.data, transitions)
         return self.replace(
             data=data, ptr=(self.ptr + 1) % self.capacity, size=jnp.minimum(self.size + 1, self.capacity)
         )
@@ -55,15 +58,18 @@ def sample_dataset(dataset: Batch, key: jax.Array, n: int) -> Batch:
 
 
 def mixed_batch(
-    key: jax.Array, dataset: Batch, online: Batch, online_size: jax.Array, batch_size: int, offline_ratio: float
+    key: jax.Array, dataset: Batch, online: Batch, online_size: jax.Array, batch_size: int, offline_ratio: float,
+    dataset_rows: jax.Array | None = None,
 ) -> Batch:
     """`offline_ratio` of the rows from the offline dataset (first, as in the reference), the rest
-    from one seed's online rows."""
+    from one seed's online rows. `dataset_rows` limits the offline rows to a padded dataset's own
+    (several tasks in one call); the full length draws the same rows as without it."""
     n_offline = int(round(batch_size * offline_ratio))
     k_off, k_on = jax.random.split(key)
     parts = []
     if n_offline > 0:
-        parts.append(sample_dataset(dataset, k_off, n_offline))
+        rows = dataset.rewards.shape[0] if dataset_rows is None else dataset_rows
+        parts.append(sample_rows(dataset, rows, k_off, n_offline))
     if batch_size - n_offline > 0:
         parts.append(sample_rows(online, online_size, k_on, batch_size - n_offline))
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)

@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import math
 import os
-import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -31,6 +30,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from pex_jax.envs import register_robotics_envs
 from pex_jax.errors import ConfigError
 
 SUCCESS_RADIUS = 0.5
@@ -169,13 +169,9 @@ def make_patched_ant(gym_id: str, maze_map: list[list], render_mode: str | None 
 
     The gym wrappers (TimeLimit, checkers) are for callers who step `.unwrapped` and keep their own count.
     """
-    import gymnasium_robotics
-
-    gym.register_envs(gymnasium_robotics)
-    with warnings.catch_warnings():  # v4 is deliberate: its 27-d ant obs is D4RL's (v5 adds cfrc_ext)
-        warnings.filterwarnings("ignore", message=".*is out of date.*")
-        env = gym.make(gym_id, maze_map=maze_map, continuing_task=True, render_mode=render_mode,
-                       disable_env_checker=True)
+    register_robotics_envs()
+    # v4 is deliberate: its 27-d ant obs is D4RL's (v5 adds cfrc_ext); pex_jax.envs silences its deprecation
+    env = gym.make(gym_id, maze_map=maze_map, continuing_task=True, render_mode=render_mode, disable_env_checker=True)
     maze = env.unwrapped
     with contextlib.suppress(OSError, AttributeError):  # gymnasium-robotics leaves its maze XML in /tmp
         os.remove(maze.tmp_xml_file_path)

@@ -34,6 +34,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from pex_jax.envs import register_robotics_envs
 from pex_jax.envs.d4rl_antmaze import ACT_DIM, d4rl_start_state, make_patched_ant
 
 # Controller observation layout (float64, 29): the D4RL ant state without absolute xy, then the target relative
@@ -84,9 +85,7 @@ class GoalReachingAnt(gym.Env):
 
     def __init__(self, max_episode_steps: int = MAX_EPISODE_STEPS, success_bonus: float = SUCCESS_BONUS,
                  random_yaw: bool = True, target_steps: int = TARGET_STEPS, render_mode: str | None = None):
-        import gymnasium_robotics
-
-        gym.register_envs(gymnasium_robotics)
+        register_robotics_envs()
         self.max_episode_steps = int(max_episode_steps)
         self.success_bonus = float(success_bonus)
         self.random_yaw = bool(random_yaw)

@@ -20,12 +20,12 @@ import contextlib
 import dataclasses
 import functools
 import os
-import warnings
 from typing import Any
 
 import gymnasium as gym
 
 from pex_jax.data.minari import DatasetInfo
+from pex_jax.envs import register_robotics_envs
 from pex_jax.envs.goal_maze import GoalMazeTask, cells, walls, with_cells
 from pex_jax.errors import ConfigError, DatasetError
 
@@ -76,9 +76,7 @@ def _register(spec_id: str) -> None:
     if spec_id == _D4RL_GYM_ID:
         from pex_jax.envs import d4rl_antmaze  # noqa: F401  (registers it)
     elif "Maze" in spec_id:
-        import gymnasium_robotics
-
-        gym.register_envs(gymnasium_robotics)
+        register_robotics_envs()
 
 
 def _spec_map(spec: gym.envs.registration.EnvSpec) -> Any:
@@ -206,10 +204,9 @@ def _build(task: Task, **kwargs: Any) -> gym.Env:
     _register(task.env_id)
     limit = kwargs.pop("max_episode_steps", task.max_episode_steps)
     if task.kind == "goal_maze":
-        with warnings.catch_warnings():  # AntMaze v4 is what Minari's data was collected on (27-d ant obs)
-            warnings.filterwarnings("ignore", message=".*is out of date.*")
-            env = gym.make(task.env_id, maze_map=[list(row) for row in task.maze_map], continuing_task=True,
-                           reset_target=False, max_episode_steps=limit, **kwargs)
+        # AntMaze v4 is what Minari's data was collected on (27-d ant obs); pex_jax.envs silences its deprecation
+        env = gym.make(task.env_id, maze_map=[list(row) for row in task.maze_map], continuing_task=True,
+                       reset_target=False, max_episode_steps=limit, **kwargs)
         with contextlib.suppress(OSError, AttributeError):  # the model is built; its maze XML in /tmp is not needed
             os.remove(env.unwrapped.tmp_xml_file_path)
         return GoalMazeTask(env, task.success_radius)

@@ -4,6 +4,9 @@ Usage: `python -m pex_jax.tools.report --runs runs/ [more dirs or globs] --out r
 Task and algorithm come from each run's config.json, never from folder names, so runs can
 live anywhere. Runs of the same task and algorithm are pooled by seed. Spread over seeds is
 the population std (ddof=0), the same convention as summary.json. See docs/tracking.md.
+
+Only finished runs are reported by default (`run_status`); `--include-unfinished` shows the others,
+marked with their status and with their end-of-run cells labelled as the last evaluation.
 """
 
 from __future__ import annotations
@@ -29,6 +32,72 @@ REGRET = "train/regret"
 ALGO_ORDER = ("pex", "direct", "buffer", "scratch", "offline", "pex_sac", "sac")
 DASH = "–"
 SCALES = {"success": "100×success", "return": "norm. return"}
+FINISHED = "finished"
+LAST_EVAL = "last eval"  # prefix of a not-finished run's end-of-run cells: its last evaluation, not its final one
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """How a run directory ended, read from its summary.json (see `run_status`)."""
+
+    state: str  # finished | unfinished | diverged | failed | preempted (or whatever else summary.json says)
+    seed: int | None = None  # diverged runs: where the divergence was caught
+    step: int | None = None
+    phase: str | None = None
+    detail: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.state == FINISHED
+
+    def __str__(self) -> str:
+        if self.state == "diverged" and self.seed is not None and self.step is not None:
+            return f"diverged (seed {self.seed}, {self.phase or '?'} step {self.step})"
+        return f"{self.state} ({self.detail})" if self.detail else self.state
+
+
+def run_status(run_dir: Path | str) -> RunStatus:
+    """The one place that decides whether a run finished, so no tool reports a crashed or live run as final.
+
+    summary.json is written when a run ends: absent means it crashed or is still running. A summary without
+    a `status` key predates the key and is a finished run.
+    """
+    path = Path(run_dir) / "summary.json"
+    if not path.is_file():
+        return RunStatus("unfinished")
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return RunStatus("unfinished", detail="summary.json unreadable")
+    if not isinstance(summary, dict):
+        return RunStatus("unfinished", detail="summary.json unreadable")
+    state = summary.get("status", FINISHED)
+    state = state if isinstance(state, str) and state else str(state)
+    where = summary.get("diverged")
+    if state == "diverged" and isinstance(where, dict):
+        seed, step, phase = where.get("seed"), where.get("step"), where.get("phase")
+        return RunStatus(state, seed if isinstance(seed, int) else None, step if isinstance(step, int) else None,
+                         phase if isinstance(phase, str) else None)
+    return RunStatus(state)
+
+
+def read_metrics(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The metrics lines of a run dir and how many were unreadable (torn by a crash mid-write), skipped."""
+    rows, bad = [], 0
+    with (Path(path) / "metrics.jsonl").open() as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            if isinstance(row, dict) and "seed" in row and row.get("phase") in ("offline", "online"):
+                rows.append(row)
+            else:
+                bad += 1
+    return rows, bad
 
 
 @dataclass
@@ -39,6 +108,7 @@ class Run:
     config: dict[str, Any]
     rows: list[dict[str, Any]]
     bad_lines: int = 0
+    status: RunStatus = RunStatus(FINISHED)
 
     @property
     def task(self) -> str:
@@ -95,6 +165,12 @@ class Row:
     step0_score: Cell | None = None  # the online policy (set) before any online update
     source: str = "?"
     scale: str = "?"
+    status: str = FINISHED  # the not-finished statuses of the dirs its seeds came from, joined
+    offline_complete: bool = True  # False when a not-finished row has a seed that never reached online
+
+    @property
+    def finished(self) -> bool:
+        return self.status == FINISHED
 
 
 # ---------------------------------------------------------------------------- loading
@@ -118,21 +194,8 @@ def find_run_dirs(paths: list[str]) -> list[Path]:
 def load_run(path: Path) -> Run:
     """Parse one run dir; a torn or corrupt line (crash mid-write) is skipped and counted."""
     config = json.loads((path / "config.json").read_text())
-    rows, bad = [], 0
-    with (path / "metrics.jsonl").open() as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            if isinstance(row, dict) and "seed" in row and row.get("phase") in ("offline", "online"):
-                rows.append(row)
-            else:
-                bad += 1
-    return Run(path, config, rows, bad)
+    rows, bad = read_metrics(path)
+    return Run(path, config, rows, bad, run_status(path))
 
 
 def _series(rows: list[dict[str, Any]], seed: int, phase: str, key: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -164,7 +227,7 @@ def _curves(run: Run, seed: int, keys: tuple[str, ...]) -> SeedCurves:
     return out
 
 
-def _resolve_checkpoint_run(ckpt: str, run_dir: Path) -> Path | None:
+def resolve_checkpoint_run(ckpt: str, run_dir: Path) -> Path | None:
     """The run dir behind `offline_checkpoint` (a run dir or a folder inside one), if it is readable."""
     p = Path(ckpt).expanduser()
     bases = [p] if p.is_absolute() else [Path.cwd() / p, *(a / p for a in run_dir.parents)]
@@ -185,7 +248,7 @@ def pool_by_seed(runs: list[Run], keys: tuple[str, ...] = (SCORE, SUCCESS, REGRE
         for seed in sorted({int(r["seed"]) for r in run.rows}):
             curves = _curves(run, seed, keys)
             if SCORE not in curves.offline and run.config.get("offline_checkpoint"):
-                ref_dir = _resolve_checkpoint_run(str(run.config["offline_checkpoint"]), run.path)
+                ref_dir = resolve_checkpoint_run(str(run.config["offline_checkpoint"]), run.path)
                 if ref_dir is not None and ref_dir != run.path:
                     if ref_dir not in ckpt_cache:
                         ckpt_cache[ref_dir] = load_run(ref_dir)
@@ -225,16 +288,20 @@ def _at_zero(curves: dict[str, tuple[np.ndarray, np.ndarray]], key: str) -> floa
 
 
 def summarize(groups: dict[tuple[str, str], dict[int, SeedCurves]],
-              meta: dict[tuple[str, str], tuple[str, str]] | None = None) -> list[Row]:
+              meta: dict[tuple[str, str], tuple[str, str]] | None = None,
+              statuses: dict[Path, RunStatus] | None = None) -> list[Row]:
     """One table row per (task, algo): end-of-offline and end-of-online scores over seeds.
 
     Success rate is taken at the run's final evaluation (online if there was an online phase).
     Regret is the last logged `train/regret` of each seed: the runner logs it as the failure
     fraction over all online training episodes so far, so its final value covers the whole run.
+    A row whose seeds come from a not-finished dir (`statuses`) carries that status.
     """
     rows = []
     for (task, algo), seeds in groups.items():
         off, on, succ, reg, zero = [], [], [], [], []
+        states = dict.fromkeys(str(st) for c in seeds.values()
+                               if (st := (statuses or {}).get(c.source)) is not None and not st.finished)
         for c in seeds.values():
             if (v := _at_zero(c.online, SCORE)) is not None:
                 zero.append(v)
@@ -249,7 +316,8 @@ def summarize(groups: dict[tuple[str, str], dict[int, SeedCurves]],
                 reg.append(v)
         source, scale = (meta or {}).get((task, algo), ("?", "?"))
         rows.append(Row(task, algo, sorted(seeds), _cell(off), _cell(on), _cell(succ), _cell(reg), _cell(zero),
-                        source, scale))
+                        source, scale, "; ".join(states) or FINISHED,
+                        not states or all(SCORE in c.online for c in seeds.values())))
     return sorted(rows, key=lambda r: (r.task, _algo_rank(r.algo), r.algo))
 
 
@@ -257,21 +325,32 @@ def _algo_rank(algo: str) -> int:
     return ALGO_ORDER.index(algo) if algo in ALGO_ORDER else len(ALGO_ORDER)
 
 
+def _fmt_cell(cell: Cell | None, digits: int, n: int, prefix: str = "") -> str:
+    if cell is None:
+        return DASH
+    return f"{prefix} {cell.fmt(digits, n)}" if prefix else cell.fmt(digits, n)
+
+
 def markdown_table(rows: list[Row]) -> str:
+    """The headline table; a not-finished row gets a status column entry and `last eval` end-of-run cells."""
     show_success = any(r.success for r in rows)
     show_regret = any(r.regret for r in rows)
-    header = ["task", "source", "score", "algo", "seeds", "score after offline", "online step 0",
-              "score after online"]
+    show_status = any(not r.finished for r in rows)
+    header = ["task", "source", "score", "algo", "seeds"] + ["status"] * show_status
+    left = len(header)
+    header += ["score after offline", "online step 0", "score after online"]
     header += ["success rate (final)"] * show_success + ["regret (end of online)"] * show_regret
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 5 + "---:|" * (len(header) - 5)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * left + "---:|" * (len(header) - left)]
     for r in rows:
         n = len(r.seeds)
-        cells = [r.task, r.source, r.scale, r.algo, str(n)]
-        cells += [c.fmt(1, n) if c else DASH for c in (r.offline_score, r.step0_score, r.online_score)]
+        last = "" if r.finished else LAST_EVAL
+        cells = [r.task, r.source, r.scale, r.algo, str(n)] + [r.status] * show_status
+        cells += [_fmt_cell(r.offline_score, 1, n, "" if r.offline_complete else LAST_EVAL),
+                  _fmt_cell(r.step0_score, 1, n), _fmt_cell(r.online_score, 1, n, last)]
         if show_success:
-            cells.append(r.success.fmt(2, n) if r.success else DASH)
+            cells.append(_fmt_cell(r.success, 2, n, last))
         if show_regret:
-            cells.append(r.regret.fmt(2, n) if r.regret else DASH)
+            cells.append(_fmt_cell(r.regret, 2, n, "" if r.finished else "last logged"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -306,8 +385,12 @@ def plot_task(
     out_path: Path,
     metric: str = SCORE,
     colors: dict[str, tuple] | None = None,
+    status: dict[str, str] | None = None,
 ) -> None:
-    """Two panels: offline phase (x = gradient updates) and online phase (x = env steps), shared y."""
+    """Two panels: offline phase (x = gradient updates) and online phase (x = env steps), shared y.
+
+    `status` (algo -> status text) marks a not-finished algorithm in the legend, so its curve's end is not
+    read as the end of training."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -326,7 +409,8 @@ def plot_task(
             if not series:
                 continue
             steps, mean, std = _mean_std(series)
-            label = f"{algo} (n={len(series)})"
+            state = (status or {}).get(algo, FINISHED)
+            label = f"{algo} (n={len(series)})" if state == FINISHED else f"{algo} (n={len(series)}, {state})"
             ax.plot(steps, mean, color=color, label=label, lw=1.8, marker="o" if len(steps) < 3 else None)
             ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2, lw=0)
             drawn = True
@@ -345,8 +429,16 @@ def plot_task(
 
 
 # ---------------------------------------------------------------------------- entry points
-def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE) -> tuple[list[Row], Path]:
-    """Find runs, write report.md and one PNG per task into out_dir; return the rows and report path."""
+def left_out_line(path: Path | str, status: RunStatus) -> str:
+    """The line every tool prints for a run it leaves out of its tables."""
+    return f"left out {path}: {status} (not finished; --include-unfinished shows it)"
+
+
+def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE,
+                include_unfinished: bool = False) -> tuple[list[Row], Path]:
+    """Find runs, write report.md and one PNG per task into out_dir; return the rows and report path.
+
+    Runs that did not finish are left out (one printed line each) unless `include_unfinished`."""
     run_dirs = find_run_dirs(paths)
     if not run_dirs:
         raise ConfigError(
@@ -354,9 +446,18 @@ def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE) -> t
             "train first or pass --runs <dir>"
         )
     runs = [load_run(d) for d in run_dirs]
+    left_out = [] if include_unfinished else [left_out_line(r.path, r.status) for r in runs if not r.status.finished]
+    for line in left_out:
+        print(line)
+    runs = runs if include_unfinished else [r for r in runs if r.status.finished]
+    if not runs:
+        raise ConfigError(
+            f"no finished runs under {' '.join(paths)} ({len(left_out)} left out above); "
+            "pass --include-unfinished to report them"
+        )
     keys = tuple(dict.fromkeys((SCORE, SUCCESS, REGRET, metric)))
     groups, notes = pool_by_seed(runs, keys)
-    rows = summarize(groups, {(r.task, r.algo): (r.source, r.scale) for r in runs})
+    rows = summarize(groups, {(r.task, r.algo): (r.source, r.scale) for r in runs}, {r.path: r.status for r in runs})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -365,7 +466,7 @@ def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE) -> t
     for task in sorted({t for t, _ in groups}):
         by_algo = {a: seeds for (t, a), seeds in groups.items() if t == task}
         png = out / f"curves_{_slug(task)}.png"
-        plot_task(task, by_algo, png, metric, colors)
+        plot_task(task, by_algo, png, metric, colors, {r.algo: r.status for r in rows if r.task == task})
         images.append((task, png))
 
     reused = sorted({str(c.offline_from) for g in groups.values() for c in g.values() if c.offline_from})
@@ -384,12 +485,13 @@ def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE) -> t
     ]
     for task, png in images:
         md += [f"## {task}", "", f"![{task} learning curves]({png.name})", ""]
-    if reused or notes or torn:
+    if reused or notes or torn or left_out:
         md += ["## Notes", ""]
         md += [f"- offline scores/curves taken from the reused checkpoint's run {p}" for p in reused]
-        md += [f"- {n}" for n in notes + torn]
+        md += [f"- {n}" for n in notes + torn + left_out]
         md.append("")
-    md += ["## Runs", ""] + [f"- `{r.path}` ({r.task}/{r.algo})" for r in runs] + [""]
+    md += ["## Runs", ""] + [f"- `{r.path}` ({r.task}/{r.algo}{'' if r.status.finished else f', {r.status}'})"
+                             for r in runs] + [""]
     report = out / "report.md"
     report.write_text("\n".join(md))
     print(table)
@@ -408,8 +510,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default="reports", help="output folder for report.md and PNGs")
     parser.add_argument("--metric", default=SCORE, help=f"metric for the learning curves (default {SCORE})")
+    parser.add_argument("--include-unfinished", action="store_true",
+                        help="also show runs without a finished summary.json, marked with their status")
     args = parser.parse_args(argv)
-    make_report(args.runs or ["runs"], args.out, args.metric)
+    make_report(args.runs or ["runs"], args.out, args.metric, args.include_unfinished)
     return 0
 
 

@@ -1,7 +1,8 @@
 """The run loop every study (experiments/study*.py) shares: offline IQL once per task, then each online algorithm.
 
-A finished run (summary.json present) is skipped and an interrupted one resumes (`--config.resume=auto`, with the
-study's `checkpoint_every`), so re-running a study continues it; one run per process, so pieces fit in a session.
+A finished run (summary.json present, status finished) is skipped and an interrupted one resumes
+(`--config.resume=auto`, with the study's `checkpoint_every`), so re-running a study continues it; one run per
+process, so pieces fit in a session.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from pex_jax.runner.run_dir import finished
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: configs and run dirs are relative to it
 FROM_OFFLINE = ("pex", "direct", "pex_sac")  # online algorithms that start from the offline checkpoint
@@ -22,7 +25,7 @@ def run_task(task_dir: Path, config: str, seeds: str, algos: Sequence[str], flag
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled")}
     for algo in ("offline", *algos):
         run_dir = task_dir / algo
-        if (run_dir / "summary.json").exists():
+        if finished(run_dir):  # a preempted or failed run's summary.json says so: it resumes
             print(f"study: {task_dir.name}/{algo} done, skipping", flush=True)
             continue
         cmd = [*base, f"--config.algo={algo}", f"--config.run_dir={run_dir}"]

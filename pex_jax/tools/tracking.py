@@ -197,7 +197,11 @@ class RunLogger:
                 f"{self.run_dir} already holds a run ({CONFIG_FILE}); pass --config.resume=auto to "
                 "continue it or choose another --config.run_dir"
             )
-        _write_json_atomic(config_path, self.config)
+        if not config_path.exists():  # a resume keeps the record of the settings the run started with
+            _write_json_atomic(config_path, self.config)
+        self._summarized = False
+        if resume:  # running again: the summary of the attempt that stopped no longer describes the run
+            _drop_unfinished_summary(self.run_dir / SUMMARY_FILE)
 
         metrics_path = self.run_dir / METRICS_FILE
         # W&B step = index of the log call. On resume, `resume_keep` drops the lines logged after the
@@ -390,8 +394,10 @@ class RunLogger:
             "std": {k: _json_number(s) for k, (_, s) in stats.items()},
             "std_convention": "population (ddof=0) over seeds",
             **(info or {}),
+            "status": "finished",
         }
         _write_json_atomic(self.run_dir / SUMMARY_FILE, data)
+        self._summarized = True
         if self.sweep:
             run = self._runs[0]
             for k, a in arrays.items():
@@ -417,11 +423,28 @@ class RunLogger:
             except Exception as exc:  # a failed upload must not mask the result
                 print(f"wandb: finish failed ({exc})", file=sys.stderr)
 
-    def close(self, exit_code: int | None = None) -> None:
-        """Finish the W&B runs and close metrics.jsonl; safe to call twice."""
+    def close(self, exit_code: int | None = None, status: str | None = None,
+              detail: Mapping[str, Any] | None = None) -> None:
+        """Finish the W&B runs and close metrics.jsonl; safe to call twice.
+
+        `status` "failed", "preempted" or "diverged" (a run that did not complete): summary.json becomes
+        `{"status": status, "seeds": ..., **detail}`, so nothing reads the run as finished, and W&B gets
+        exit code 1 (a preempted run is also marked preempting, which W&B shows as preempted and a sweep
+        requeues). Once `summary` has been written the run did complete, and the status is ignored."""
         if self._closed:
             return
         self._closed = True
+        if status not in (None, "finished") and not self._summarized:
+            exit_code = 1 if exit_code is None else exit_code
+            data = {"status": status, "seeds": self.seeds, **_to_jsonable(dict(detail or {}))}
+            _write_json_atomic(self.run_dir / SUMMARY_FILE, data)
+            for run in self._runs:
+                try:
+                    run.summary["status"] = status
+                    if status == "preempted":
+                        run.mark_preempting()
+                except Exception as exc:  # tracking must never mask the run's own error
+                    print(f"wandb: could not record status {status} ({exc})", file=sys.stderr)
         self._finish_runs(exit_code)
         os.close(self._fd)
 
@@ -429,7 +452,21 @@ class RunLogger:
         return self
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self.close(exit_code=1 if exc_type is not None else None)
+        if exc_type is None:
+            self.close()
+        else:
+            self.close(exit_code=1, status="failed", detail={"error": exc_type.__name__})
+
+
+def _drop_unfinished_summary(path: Path) -> None:
+    try:
+        status = json.loads(path.read_text()).get("status", "finished")
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, AttributeError):
+        status = None
+    if status != "finished":
+        path.unlink(missing_ok=True)
 
 
 def _seed_label(seeds: list[int]) -> str:

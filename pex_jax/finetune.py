@@ -1,0 +1,234 @@
+"""Online fine-tuning of several tasks in one process: every task x seed on the engine's shared axis.
+
+    python -m pex_jax.finetune --config=experiments/configs/antmaze.py --tasks=umaze,medium-play \
+        --config.seeds=0-9 --config.algo=pex --config.run_dir=runs/antmaze/20261206
+
+Each task writes `<run_dir>/<task>/<algo>/` as `python -m pex_jax.train` does (config.json,
+metrics.jsonl, summary.json, one W&B run per seed), starting from the offline states that
+`python -m pex_jax.pretrain` left in `<run_dir>/<task>/offline` (or `--config.offline_checkpoint`,
+for a single task). `make antmaze` runs the two one after the other.
+
+Why: one env step of 6 tasks x 10 seeds is one device call for 60 agents instead of six processes
+taking turns, and the envs of all of them step together in the env workers (docs/performance.md).
+Tasks of different obs/action shapes form further groups, run one after another.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+
+from pex_jax import checkpoint
+from pex_jax.agents.algorithms import ALGORITHMS, Dims, init_offline_state
+from pex_jax.agents.pex_sac import check_action_bounds
+from pex_jax.data.sources import load_transitions
+from pex_jax.envs.task import check_task, task_for_dataset
+from pex_jax.errors import ConfigError
+from pex_jax.pretrain import _update_fields, task_configs
+from pex_jax.runner.common import (
+    INIT_STREAM,
+    SCORE_NAMES,
+    announce_task,
+    dataset_batch,
+    format_table,
+    from_scores,
+    logged_before,
+    offline_meta,
+    run_record,
+    seed_keys,
+    timing,
+)
+from pex_jax.runner.evaluation import EvalScheduler, EvalTarget, default_eval_workers
+from pex_jax.runner.online import OnlineTask, run_online
+from pex_jax.runner.run_dir import DIVERGED, FAILED, check_resume, end_status, finished, lock_run_dir, stop_on_signals
+from pex_jax.sharding import can_shard, replicate
+from pex_jax.tools.tracking import RunLogger
+from pex_jax.train import absl_main, validate_config
+
+
+def _dims(info) -> Dims:
+    return Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
+                tuple(float(x) for x in np.ravel(info.action_high)))
+
+
+def _offline_source(config, run_dir: Path) -> Path:
+    """Where a task's offline states come from: --config.offline_checkpoint, else pretrain's directory."""
+    return Path(config.offline_checkpoint) if config.offline_checkpoint else run_dir / config.task / "offline"
+
+
+def finetune(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bool = False) -> dict[str, dict]:
+    """Fine-tune every task's seeds online, same-shape tasks in one loop; returns {task: summary}."""
+    if not configs:
+        raise ConfigError("no tasks given; pass --tasks=<task>,<task>,...")
+    names = [c.task for c in configs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"tasks repeat in --tasks: {names}")
+    seeds = [validate_config(c) for c in configs][0]
+    spec = ALGORITHMS[configs[0].algo]
+    if spec.name == "offline":
+        raise ConfigError("algo=offline has no online phase; pre-train with `python -m pex_jax.pretrain`")
+    base = _update_fields(configs[0])
+    for c in configs[1:]:
+        diff = sorted(k for k, v in _update_fields(c).items() if base.get(k) != v)
+        if diff:
+            raise ConfigError(f"tasks {configs[0].task} and {c.task} differ in {diff}; tasks fine-tuned in one "
+                              f"process must share these (run them separately with pex_jax.train)")
+    if len(configs) > 1 and any(c.offline_checkpoint for c in configs):
+        raise ConfigError("--config.offline_checkpoint names one task's checkpoint; with several tasks the "
+                          "offline states come from <run_dir>/<task>/offline (python -m pex_jax.pretrain)")
+    dirs = {c.task: run_dir / c.task / c.algo for c in configs}
+    todo = [c for c in configs if not (resume and finished(dirs[c.task]))]
+    for c in configs:
+        if c not in todo:
+            print(f"finetune: {c.task} / {c.algo} already done ({dirs[c.task]}), skipping", flush=True)
+    if spec.warm_start != "none":
+        for c in todo:  # fail before any data loads
+            checkpoint.resolve_offline_path(_offline_source(c, run_dir))
+    loaded = [load_transitions(c.dataset_id, download=bool(c.download), progress=bool(c.progress)) for c in todo]
+    groups: dict[Dims, list[int]] = {}
+    for i, (c, (transitions, info)) in enumerate(zip(todo, loaded, strict=True)):
+        if c.batch_size > len(transitions):
+            raise ConfigError(f"batch_size {c.batch_size} exceeds the {len(transitions)} transitions of "
+                              f"{c.dataset_id}; lower --config.batch_size")
+        groups.setdefault(_dims(info), []).append(i)
+    summaries = {c.task: json.loads((dirs[c.task] / "summary.json").read_text()) for c in configs if c not in todo}
+    print(f"pex-jax finetune: {len(todo)} task(s) x seeds {seeds}, algo {spec.name}, in {len(groups)} group(s) "
+          f"{[[todo[i].task for i in g] for g in groups.values()]}, device {jax.devices()[0].platform}", flush=True)
+    for dims, members in groups.items():
+        summaries.update(_finetune_group(spec, [todo[i] for i in members], [loaded[i] for i in members], seeds, dims,
+                                         run_dir, dirs, resume))
+    return summaries
+
+
+def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dirs: dict, resume: bool) -> dict:
+    config = configs[0]
+    if spec.backbone == "sac":
+        check_action_bounds(dims.action_low, dims.action_high)
+    group_dir = run_dir / (f"_online-{spec.name}-" + "+".join(c.task for c in configs))
+    with ExitStack() as guard:
+        for c in configs:
+            guard.enter_context(lock_run_dir(dirs[c.task]))
+        stop = guard.enter_context(stop_on_signals())
+        for d in (group_dir, *(dirs[c.task] for c in configs)):
+            for line in checkpoint.recover(d):
+                print(f"recovered from an interrupted write: {line}", flush=True)
+        saved = checkpoint.latest_run_state(group_dir) if resume else None
+        raw, host = checkpoint.load_run_state(saved) if saved else (None, None)
+        if saved:
+            print(f"resuming finetune {[c.task for c in configs]} from {saved.name}", flush=True)
+        tasks, infos, targets, offline = [], [], [], []
+        template = jax.vmap(lambda k: init_offline_state(k, dims, config))(seed_keys(seeds, INIT_STREAM))
+        expect = {k: v for k, v in offline_meta(config, seeds, dims).items() if k not in ("seeds", "dataset_id")}
+        for i, (c, (transitions, info)) in enumerate(zip(configs, loaded, strict=True)):
+            with c.unlocked():
+                c.run_dir = str(dirs[c.task])
+            task = task_for_dataset(info)
+            check_task(task, info)
+            record = run_record(c, task, info)
+            if resume and (dirs[c.task] / "config.json").exists():
+                check_resume(dirs[c.task], record | {"seeds": seeds})
+            announce_task(task, info)
+            offline_eval = None
+            if spec.warm_start != "none":
+                source = _offline_source(c, run_dir)
+                if raw is None:  # on resume the online states come from the checkpoint
+                    offline.append(checkpoint.load_offline(source, template, seeds,
+                                                           expect | {"dataset_id": c.dataset_id}))
+                offline_eval = from_scores(checkpoint.offline_final_scores(source, seeds))
+            if host is not None:
+                offline_eval = from_scores(host["offline_eval"][i]) or offline_eval
+            transform = c.reward_transform or info.default_reward_transform
+            dataset = dataset_batch(transitions, info, transform, bool(c.terminal_on_success))
+            if can_shard(len(seeds)):
+                dataset = replicate(dataset)
+            logger = RunLogger(dirs[c.task], record, seeds, use_wandb=bool(c.wandb.enabled),
+                               resume=resume and (dirs[c.task] / "config.json").exists(),
+                               resume_keep=logged_before(host, False))
+            guard.callback(logger.close)  # a no-op once closed with its status below
+            tasks.append(OnlineTask(c, task, dataset, logger, transform, offline_eval=offline_eval))
+            infos.append(info)
+            targets.append(EvalTarget(task, info, tuple(seeds), int(c.eval_episodes), int(c.eval_parallel_envs),
+                                      dims, c.to_dict()))
+        del loaded
+        offline_states = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *offline) if offline else None
+        evals = EvalScheduler(targets, default_eval_workers(int(config.eval_workers)), float(config.worker_timeout))
+        guard.callback(evals.close)
+        t_run = time.perf_counter()
+        ended, failing = None, 0
+        try:
+            run_online(spec, config, seeds, dims, tasks, offline_states, evals, group_dir,
+                       int(config.offline_steps) if spec.offline_phase else 0,
+                       resume_from=(raw, host) if raw is not None else None, stop=stop)
+        except BaseException as e:
+            ended, failing = e, getattr(e, "task_index", 0)
+            status, detail = end_status(e)
+            for i, ot in enumerate(tasks):
+                if status == DIVERGED and i != failing:
+                    ot.logger.close(status=FAILED, detail={"error": f"stopped because {configs[failing].task}, "
+                                                                     f"trained in the same call, diverged"})
+                else:
+                    ot.logger.close(status=status, detail=detail)
+            raise
+        wall = time.perf_counter() - t_run
+        summaries = {}
+        for ot, info in zip(tasks, infos, strict=True):
+            summaries[ot.config.task] = finish_task(ot, info, seeds, spec, timing(wall, evals))
+        assert ended is None
+        return summaries
+
+
+def finish_task(ot: OnlineTask, info, seeds: list[int], spec, timing_info: dict) -> dict:
+    """summary.json, the W&B summaries and the final table of one fine-tuned task."""
+    table, summary = [], {"task": ot.config.task, "algo": spec.name, "seeds": seeds,
+                          "dataset_id": ot.config.dataset_id, "status": "finished"}
+    finals = {}
+    if ot.offline_eval is not None:
+        table.append(("offline (end)", seeds, ot.offline_eval.normalized_score))
+        summary["offline/normalized_score"] = ot.offline_eval.normalized_score.tolist()
+        finals["offline/normalized_score"] = ot.offline_eval.normalized_score
+    table.append((f"online {spec.name} (end)", seeds, ot.last_eval.normalized_score))
+    summary["online/normalized_score"] = ot.last_eval.normalized_score.tolist()
+    summary["online/success_rate"] = ot.last_eval.success_rate.tolist()
+    if ot.step0_eval is not None:
+        summary["online_step0/normalized_score"] = ot.step0_eval.normalized_score.tolist()
+        finals["online_step0/normalized_score"] = ot.step0_eval.normalized_score
+    final = ot.last_eval.normalized_score
+    summary["final/normalized_score"] = final.tolist()
+    summary["final/normalized_score_mean"] = float(final.mean())
+    summary["final/normalized_score_std"] = float(final.std())
+    info_out = {"score": SCORE_NAMES[ot.task.score], "data_source": info.source, "timing": timing_info}
+    summary.update(info_out)
+    ot.logger.summary({"final/normalized_score": final, **finals}, info_out)
+    ot.logger.close()
+    print(f"\n{SCORE_NAMES[ot.task.score]} for {ot.config.task} / {spec.name}:\n{format_table(table)}\n", flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    from absl import flags
+    from ml_collections import config_flags
+
+    if "tasks" not in flags.FLAGS:
+        flags.DEFINE_string("tasks", None, "comma-separated tasks of the config file, e.g. umaze,medium-play")
+
+    def body(flag_values) -> None:
+        if flag_values.config is None or not flag_values.tasks:
+            raise ConfigError("pass --config=experiments/configs/<domain>.py and --tasks=<task>,<task>,...")
+        overrides = dict(config_flags.get_override_values(flag_values["config"]))
+        run_dir = Path(overrides.pop("run_dir", "") or Path("runs") / "finetune" / time.strftime("%Y%m%d-%H%M%S"))
+        configs = task_configs(config_flags.get_config_filename(flag_values["config"]),
+                               [t for t in flag_values.tasks.split(",") if t], overrides)
+        finetune(configs, run_dir, resume=configs[0].resume == "auto")
+
+    return absl_main(argv, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The engine: offline pre-training, the online phase, evaluation and env workers."""

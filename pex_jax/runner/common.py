@@ -1,0 +1,151 @@
+"""Pieces every phase of the engine shares: PRNG streams, device datasets, divergence checks,
+host-side metrics and the evaluation scores kept in checkpoints."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pex_jax.agents.iql import Batch
+from pex_jax.data import to_device, transform_rewards
+from pex_jax.data.minari import DatasetInfo
+from pex_jax.envs.task import Task
+from pex_jax.errors import DivergenceError
+from pex_jax.rollout import goal_terminals
+from pex_jax.runner.evaluation import EvalResult, EvalScheduler
+
+# Independent PRNG streams per seed.
+INIT_STREAM, OFFLINE_STREAM, ONLINE_INIT_STREAM, ONLINE_STREAM = 1, 2, 3, 4
+
+
+def eval_episodes(config, final: bool) -> int:
+    """Episodes of one evaluation: `eval_episodes` for the headline ones (end of each phase and online
+    step 0), at most `interim_eval_episodes` for the others, so evaluation stays a small share of a run."""
+    return int(config.eval_episodes) if final else min(int(config.interim_eval_episodes), int(config.eval_episodes))
+
+
+def dataset_batch(transitions, info: DatasetInfo, reward_transform: str, terminal_on_success: bool = False) -> Batch:
+    """Device-resident offline data with the domain's reward transform applied once."""
+    terminals = goal_terminals(transitions.terminals, transitions.rewards, terminal_on_success)
+    dev = to_device(transitions)
+    return Batch(
+        observations=dev.observations,
+        actions=dev.actions,
+        rewards=transform_rewards(dev.rewards, reward_transform),
+        next_observations=dev.next_observations,
+        terminals=jnp.asarray(terminals, jnp.float32),
+    )
+
+
+def unalias(tree):
+    """Fresh buffers for every leaf: init can return one buffer twice (target == critic), which
+    buffer donation rejects."""
+    return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+
+
+def check_finite(metrics: dict, seeds: list[int], phase: str, step: int) -> None:
+    """Raise `DivergenceError` naming the first non-finite seed, its losses and the fix."""
+    finite = np.asarray(metrics["finite"])
+    if finite.all():
+        return
+    bad = [s for s, ok in zip(seeds, finite, strict=True) if not ok]
+    i = seeds.index(bad[0])
+    losses = {k: float(np.asarray(v)[i]) for k, v in metrics.items() if k.endswith("loss")}
+    error = DivergenceError(
+        f"non-finite loss or parameters for seed(s) {bad} in the {phase} phase at step {step} "
+        f"(losses of seed {bad[0]}: {losses}); lower --config.lr or --config.beta; checkpoints written "
+        f"earlier are kept"
+    )
+    error.seed, error.step, error.phase = bad[0], step, "offline" if phase.startswith("offline") else "online"
+    raise error
+
+
+def host_metrics(metrics: dict, prefix: str) -> dict[str, np.ndarray]:
+    return {f"{prefix}/{k}": np.asarray(v, dtype=np.float64) for k, v in jax.device_get(metrics).items()
+            if k != "finite"}
+
+
+def scores_of(result) -> dict | None:
+    """The part of an EvalResult kept in checkpoints (for the final table after a resume)."""
+    if result is None:
+        return None
+    return {"normalized_score": result.normalized_score.tolist(), "success_rate": result.success_rate.tolist()}
+
+
+def from_scores(scores: dict | None):
+    if scores is None:
+        return None
+    return EvalResult(np.asarray(scores["normalized_score"]), np.full(len(scores["normalized_score"]), np.nan),
+                      np.asarray(scores["success_rate"]), None)
+
+
+def seed_keys(seeds: list[int], stream: int) -> jax.Array:
+    """One PRNG key per seed, for an independent `stream` (init, offline, online, eval...)."""
+    return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), stream) for s in seeds])
+
+
+def timing(wall: float, evals: EvalScheduler) -> dict:
+    """summary.json's timing: wall clock, evaluation work, and the share training waited for it."""
+    return {"wall_s": round(wall, 2), "eval_s": round(evals.eval_seconds, 2),
+            "eval_blocking_s": round(evals.blocked_seconds, 2),
+            "eval_share": round(evals.blocked_seconds / max(wall, 1e-9), 4),
+            "eval_env_steps": evals.env_steps, "eval_workers": evals.workers}
+
+
+# --- Run records ---
+
+
+def offline_meta(config, seeds, dims) -> dict:
+    return {
+        "seeds": seeds,
+        "dataset_id": config.dataset_id,
+        "obs_dim": dims.obs_dim,
+        "action_dim": dims.action_dim,
+        "hidden_dims": list(config.hidden_dims),
+    }
+
+
+SCORE_NAMES = {"success": "D4RL-scale score (100 x success rate)", "return": "Normalized scores (x100)"}
+
+
+def run_record(config, task: Task, info) -> dict:
+    """config.json: the flags, plus the task the run trains and evaluates on and the data files read."""
+    return config.to_dict() | {"env_task": task.describe(), "data_source": info.source,
+                               "data_files": [dict(f) for f in info.files]}
+
+
+def announce_task(task: Task, info) -> None:
+    """Print the task, the score scale and any correction applied to the dataset's envs (one line each)."""
+    extra = f", success within {task.success_radius} ends the episode" if task.success_radius else ""
+    print(f"task: {task.name} ({task.kind}, {task.env_id}, {task.max_episode_steps} steps{extra}); "
+          f"score: {SCORE_NAMES[task.score]}; trained and evaluated on this same task", flush=True)
+    for note in task.notes:
+        print(f"note: {note}", flush=True)
+    for f in info.files:
+        print(f"data file: {f['path']} ({f['size']} bytes, sha256 {f['sha256']})", flush=True)
+
+
+def format_table(rows: list[tuple[str, list[int], np.ndarray]]) -> str:
+    """Per-seed normalized scores and mean ± std (population std over seeds)."""
+    lines = ["| phase | seeds | normalized score (mean ± std) | per seed |", "|---|---|---|---|"]
+    for name, seeds, scores in rows:
+        per_seed = ", ".join(f"{s}: {v:.1f}" for s, v in zip(seeds, scores, strict=True))
+        lines.append(f"| {name} | {len(seeds)} | {scores.mean():.1f} ± {scores.std():.1f} | {per_seed} |")
+    return "\n".join(lines)
+
+
+def logged_before(host: dict | None, offline_done: bool):
+    """Which metric lines survive a resume: those logged up to the checkpoint we resume from, so
+    that no step is logged twice (`RunLogger` drops the rest)."""
+
+    def keep(row: dict) -> bool:
+        if host is None:
+            return offline_done and row.get("phase") == "offline"
+        pending = host.get("pending_eval")  # its evaluation is run again by the resumed run
+        if pending is not None and any(k.startswith("eval/") for k in row) and row.get("phase") == host["phase"] \
+                and row.get(f"{host['phase']}_step") == pending:
+            return False
+        if host["phase"] == "offline":
+            return row.get("phase") == "offline" and row.get("offline_step", 0) <= host["step"]
+        return row.get("phase") == "offline" or row.get("online_step", 0) <= host["step"]
+
+    return keep

@@ -1,0 +1,392 @@
+"""The online engine: every (task, seed) of a run on one vmapped axis, one device round trip per env step.
+
+Per env step:
+1. the envs step (in-process or in worker processes, `pex_jax.runner.workers`);
+2. one upload: reward, terminal, the true next observation and the observation to act on, packed
+   into one float32 array (the stored observation and action are already on the device: they are
+   the previous step's inputs and outputs);
+3. a donated insert into the replay, then one call that runs the `utd` updates of every agent and
+   picks the next actions;
+4. one download: the actions and the policy-set choices, packed.
+
+Tasks sharing a call must share obs/action shapes and the update's hyperparameters; each samples
+the offline half of its batches from its own dataset (padded and stacked, `pex_jax.multitask`).
+Every (task, seed) gets the batches, keys and env seeds of a single-task run with that seed, so a
+multi-task run equals the per-task runs to float tolerance (tests/test_online_engine.py).
+
+Not overlapped, on purpose: the next action needs the update of this step (acting on one-update-old
+parameters would change the algorithm). What overlaps is the host's bookkeeping with env stepping,
+and evaluation with everything (`pex_jax.runner.evaluation`).
+
+Checkpoints (every `checkpoint_every` env steps) are episode boundaries: every env is reset with a
+seed derived from (seed, step), before and after a resume alike, so no simulator state is saved.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from pex_jax import checkpoint
+from pex_jax.agents.algorithms import AlgoSpec, Dims, act, finite_flag, init_offline_state, init_online_state, update_fn
+from pex_jax.agents.iql import Batch
+from pex_jax.data import transform_rewards
+from pex_jax.data.replay import ReplayBuffer, mixed_batch
+from pex_jax.multitask import stack_datasets
+from pex_jax.rollout import goal_terminals
+from pex_jax.runner.common import (
+    ONLINE_INIT_STREAM,
+    ONLINE_STREAM,
+    check_finite,
+    eval_episodes,
+    from_scores,
+    host_metrics,
+    scores_of,
+    seed_keys,
+    unalias,
+)
+from pex_jax.runner.evaluation import EvalResult, EvalScheduler
+from pex_jax.runner.workers import EnvSlot, StepResult, default_workers, make_envs, reset_seed
+from pex_jax.sharding import can_shard, shard_seeds
+
+
+@dataclass
+class OnlineTask:
+    """One task of an online group: its data, its env, its log."""
+
+    config: Any  # the task's ConfigDict
+    task: Any  # pex_jax.envs.task.Task
+    dataset: Batch
+    logger: Any  # RunLogger
+    reward_transform: str
+    offline_eval: EvalResult | None = None
+    last_eval: EvalResult | None = None
+    step0_eval: EvalResult | None = None
+    extra: dict = field(default_factory=dict)
+
+
+# --- Device side ---
+
+
+def make_engine_step(spec: AlgoSpec, config, with_update: bool):
+    """(states, online, size, keys, packed, datasets, rows) -> (states, keys, next_obs, actions, out, metrics).
+
+    Leading axes (tasks, seeds) on states, online rows, keys and `packed`; (tasks,) on the stacked
+    datasets and their row counts. `packed` holds [reward, terminal, final obs, next obs] per agent;
+    `out` is [action, choice] per agent.
+    """
+    update = update_fn(spec, config)
+    batch_size, ratio, utd = config.batch_size, spec.offline_ratio, config.utd
+
+    def per_seed(state, online: Batch, online_size, key, obs, dataset: Batch, rows):
+        metrics = {}
+        if with_update:
+            def body(carry, _):
+                state, key = carry
+                key, k_batch, k_update = jax.random.split(key, 3)
+                batch = mixed_batch(k_batch, dataset, online, online_size, batch_size, ratio, rows)
+                state, m = update(state, batch, k_update)
+                return (state, key), m
+
+            (state, key), metrics = jax.lax.scan(body, (state, key), None, length=utd)
+            metrics = jax.tree.map(jnp.mean, metrics)
+            metrics["finite"] = finite_flag(state, metrics)
+        key, k_act = jax.random.split(key)
+        action, choice = act(spec, state, k_act, obs, config, evaluate=False)
+        return state, key, action, choice, metrics
+
+    over_seeds = jax.vmap(per_seed, in_axes=(0, 0, None, 0, 0, None, None))
+    over_tasks = jax.vmap(over_seeds, in_axes=(0, 0, None, 0, 0, 0, 0))
+
+    def step(states, online: Batch, online_size, keys, packed, datasets: Batch, rows):
+        obs_dim = (packed.shape[-1] - 2) // 2
+        next_obs = packed[..., 2 + obs_dim:]
+        states, keys, actions, choices, metrics = over_tasks(states, online, online_size, keys, next_obs,
+                                                             datasets, rows)
+        out = jnp.concatenate([actions, choices[..., None].astype(actions.dtype)], axis=-1)
+        return states, keys, next_obs, actions, out, metrics
+
+    return step
+
+
+def insert_packed(buffer: ReplayBuffer, obs, actions, packed) -> ReplayBuffer:
+    """Store (obs, action) of the last step with the uploaded [reward, terminal, final obs, -]."""
+    obs_dim = obs.shape[-1]
+    return buffer.insert(Batch(observations=obs, actions=actions, rewards=packed[..., 0],
+                               next_observations=packed[..., 2:2 + obs_dim], terminals=packed[..., 1]))
+
+
+def make_first_act(spec: AlgoSpec, config):
+    """Actions at an episode boundary (start, after a checkpoint): split keys, act on the reset obs."""
+
+    def one(state, key, obs):
+        key, k_act = jax.random.split(key)
+        action, choice = act(spec, state, k_act, obs, config, evaluate=False)
+        return key, action, choice
+
+    over = jax.vmap(jax.vmap(one))
+
+    def first(states, keys, obs):
+        keys, actions, choices = over(states, keys, obs)
+        out = jnp.concatenate([actions, choices[..., None].astype(actions.dtype)], axis=-1)
+        return keys, actions, out
+
+    return first
+
+
+# --- Host side ---
+
+
+def pack_step(result: StepResult, transforms: list[str], terminal_on_success: list[bool], seeds: int) -> np.ndarray:
+    """The one upload of an env step: [reward, terminal, final obs, next obs] per agent, float32.
+
+    Rewards and terminals use each task's transform (agents are task-major, `seeds` per task).
+    """
+    n = len(result.reward)
+    rewards = np.empty(n, np.float32)
+    terminals = np.empty(n, np.float32)
+    for t, (transform, tos) in enumerate(zip(transforms, terminal_on_success, strict=True)):
+        sl = slice(t * seeds, (t + 1) * seeds)
+        rewards[sl] = np.asarray(transform_rewards(result.reward[sl], transform), np.float32)
+        terminals[sl] = goal_terminals(result.terminated[sl], result.reward[sl], tos)
+    return np.concatenate([rewards[:, None], terminals[:, None], result.final_obs, result.obs], axis=1)
+
+
+class EpisodeStats:
+    """Host-side bookkeeping of training episodes and policy-set choices between log calls."""
+
+    def __init__(self, n: int, saved: dict | None = None):
+        self.n = n
+        self.new_episode()
+        self.window = {"return": [[] for _ in range(n)], "success": [[] for _ in range(n)],
+                       "length": [[] for _ in range(n)]}
+        self.all_success = [[] for _ in range(n)]  # for CORL's train/regret
+        self.choice_sum, self.choice_count = np.zeros(n), 0
+        if saved:
+            self.window, self.all_success = saved["window"], saved["all_success"]
+            self.choice_sum, self.choice_count = np.asarray(saved["choice_sum"], float), saved["choice_count"]
+
+    def new_episode(self) -> None:
+        self.ep_return, self.ep_len = np.zeros(self.n), np.zeros(self.n, dtype=np.int64)
+        self.ep_success = np.zeros(self.n, dtype=bool)
+
+    def step(self, reward, success, done, choices) -> None:
+        self.ep_return += reward
+        self.ep_len += 1
+        self.ep_success |= success
+        self.choice_sum += choices == 0
+        self.choice_count += 1
+        for i in np.flatnonzero(done):
+            self.window["return"][i].append(float(self.ep_return[i]))
+            self.window["success"][i].append(float(self.ep_success[i]))
+            self.window["length"][i].append(int(self.ep_len[i]))
+            self.all_success[i].append(float(self.ep_success[i]))
+            self.ep_return[i], self.ep_len[i], self.ep_success[i] = 0.0, 0, False
+
+    def flush(self, policy_set: bool) -> dict[str, np.ndarray]:
+        """Metrics since the last flush (CORL names), then start a new window."""
+        row = {}
+        if policy_set:
+            row["train/offline_choice_rate"] = self.choice_sum / max(self.choice_count, 1)
+        if any(self.window["return"]):
+            def per_seed(lists, fn=np.mean):
+                return np.array([fn(w) if w else np.nan for w in lists])
+
+            row["train/episode_return"] = per_seed(self.window["return"])
+            row["train/is_success"] = per_seed(self.window["success"])
+            row["train/episode_length"] = per_seed(self.window["length"])
+            row["train/regret"] = per_seed(self.all_success, lambda s: 1.0 - np.mean(s))
+        self.window = {k: [[] for _ in range(self.n)] for k in self.window}
+        self.choice_sum, self.choice_count = np.zeros(self.n), 0
+        return row
+
+    def state(self) -> dict:
+        return {"window": self.window, "all_success": self.all_success, "choice_sum": self.choice_sum,
+                "choice_count": self.choice_count}
+
+
+def _task_slice(tree: Any, t: int, seeds: int) -> Any:
+    """Rows of task `t` from a host pytree of agent-major (tasks * seeds) arrays."""
+    return jax.tree.map(lambda x: x[t * seeds:(t + 1) * seeds], tree)
+
+
+def online_states(spec: AlgoSpec, config, seeds: list[int], dims: Dims, num_tasks: int, offline_states) -> Any:
+    """Fresh online states with (tasks, seeds) axes: every task gets the per-seed keys of a single run."""
+    keys = jnp.broadcast_to(seed_keys(seeds, ONLINE_INIT_STREAM), (num_tasks, len(seeds), 2))
+
+    def one(key, offline):
+        return init_online_state(spec, key, dims, config, offline)
+
+    if spec.warm_start == "none":
+        return jax.vmap(jax.vmap(lambda k: one(k, None)))(keys)
+    if offline_states is None:  # resuming: only the structure matters, values come from the checkpoint
+        offline_states = jax.vmap(jax.vmap(lambda k: init_offline_state(k, dims, config)))(keys)
+    return jax.vmap(jax.vmap(one))(keys, offline_states)
+
+
+def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list[OnlineTask], offline_states,
+               evals: EvalScheduler, ckpt_dir: Path, offline_step: int, resume_from: tuple[dict, dict] | None = None,
+               stop=None) -> None:
+    """Online fine-tuning of every task x seed in one loop; fills each task's `last_eval` / `step0_eval`.
+
+    `offline_states` has leading (tasks, seeds) axes (None for algorithms without warm start, and on
+    resume). `evals` holds one evaluation target per task, in the same order. `stop` (optional) has a
+    `requested` flag: when set, the loop checkpoints (if enabled) and raises its `Preempted`.
+    """
+    n_tasks, n_seeds = len(tasks), len(seeds)
+    n = n_tasks * n_seeds
+    states = online_states(spec, config, seeds, dims, n_tasks, offline_states)
+    capacity = int(min(config.buffer_capacity, max(config.online_steps, 1)))
+    buffer = ReplayBuffer.create((n_tasks, n_seeds), dims.obs_dim, dims.action_dim, capacity)
+    keys = jnp.array(jnp.broadcast_to(seed_keys(seeds, ONLINE_STREAM), (n_tasks, n_seeds, 2)))
+    stats, start, pending_eval = EpisodeStats(n), 0, None
+    if resume_from is not None:
+        raw, host = resume_from
+        states = checkpoint.restore_into(states, raw["states"])
+        keys = jnp.asarray(raw["keys"])
+        rows, size = raw["buffer"]["rows"], int(raw["buffer"]["size"])
+        buffer = buffer.replace(
+            data=jax.tree.map(lambda buf, r: buf.at[:, :, : r.shape[2]].set(r), buffer.data,
+                              checkpoint.restore_into(buffer.data, rows)),
+            size=jnp.asarray(size, jnp.int32), ptr=jnp.asarray(int(raw["buffer"]["ptr"]), jnp.int32))
+        stats, start = EpisodeStats(n, host["stats"]), int(host["step"])
+        for t, ot in enumerate(tasks):
+            ot.last_eval = from_scores(host["last_eval"][t])
+            ot.step0_eval = from_scores(host["step0_eval"][t])
+        pending_eval = host.get("pending_eval")
+    states = unalias(states)
+    datasets, rows = stack_datasets([ot.dataset for ot in tasks])
+    if can_shard(n_seeds):
+        states, keys, buffer = shard_seeds((states, keys, buffer), axis=1)
+
+    insert = jax.jit(insert_packed, donate_argnums=(0,))
+    step_collect = jax.jit(make_engine_step(spec, config, False), donate_argnums=(0,))
+    step_update = jax.jit(make_engine_step(spec, config, True), donate_argnums=(0,))
+    first_act = jax.jit(make_first_act(spec, config))
+    slots = [EnvSlot(ot.task, s) for ot in tasks for s in seeds]
+    workers = default_workers(int(config.env_workers), n)
+    envs = make_envs(slots, dims.obs_dim, dims.action_dim, workers, float(config.worker_timeout))
+    transforms = [ot.reward_transform for ot in tasks]
+    terminal_on_success = [bool(ot.config.terminal_on_success) for ot in tasks]
+    total = int(config.online_steps)
+
+    def evaluate(step: int) -> None:
+        """Submit one evaluation round (every task) for the states after `step` env steps."""
+        final = step == total or step == 0
+        for t, ot in enumerate(tasks):
+            def on_result(result, t=t, ot=ot, step=step):
+                ot.logger.log(result.metrics(), phase="online", offline_step=offline_step, online_step=step)
+                ot.last_eval = result
+                if step == 0:
+                    ot.step0_eval = result
+            task_states = jax.tree.map(lambda x, t=t: x[t], states)
+            evals.submit(t, spec, task_states, round_index=offline_step + step,
+                         episodes=eval_episodes(ot.config, final=final), on_result=on_result,
+                         where=f"online step {step}")
+
+    def boundary(step: int, keys):
+        """Reset every env (seeded by seed and step) and pick the first actions."""
+        obs = envs.reset([reset_seed(s.seed, step) for s in slots])
+        dev_obs = jnp.asarray(obs.reshape(n_tasks, n_seeds, -1))
+        keys, actions, out = first_act(states, keys, dev_obs)
+        stats.new_episode()
+        return dev_obs, actions, keys, np.asarray(out).reshape(n, -1)
+
+    def check(metrics, step):
+        host = jax.device_get(metrics)
+        for t, ot in enumerate(tasks):
+            try:
+                check_finite(jax.tree.map(lambda x, t=t: x[t], host), seeds, f"online ({ot.config.task})", step)
+            except Exception as e:
+                e.task_index = t
+                raise
+
+    def save(step: int) -> None:
+        nonlocal pending_eval
+        if metrics is not None:
+            check(metrics, step)  # never checkpoint a diverged state
+        # An evaluation of this very step may stay in flight: its states are the checkpoint's, so a
+        # resume re-runs it. Anything older is collected first.
+        pending_eval = step if (evals.background and step % int(config.online_eval_every) == 0) else None
+        if pending_eval is None:
+            evals.collect()
+        size = int(buffer.size)
+        device_state = {"states": states, "keys": keys, "buffer": {
+            "rows": jax.tree.map(lambda x, n=size: x[:, :, :n], buffer.data), "size": buffer.size,
+            "ptr": buffer.ptr}}
+        checkpoint.save_run_state(ckpt_dir, "online", step, device_state, {
+            "stats": stats.state(), "pending_eval": pending_eval,
+            "last_eval": [scores_of(ot.last_eval) for ot in tasks],
+            "offline_eval": [scores_of(ot.offline_eval) for ot in tasks],
+            "step0_eval": [scores_of(ot.step0_eval) for ot in tasks]}, int(config.keep_checkpoints))
+
+    metrics = None
+    try:
+        if start == 0:  # the policy set (or fine-tuned policy) before any online update
+            evaluate(0)
+        elif pending_eval is not None:  # the checkpoint's own evaluation was still running
+            evaluate(int(pending_eval))
+        obs, actions, keys, out = boundary(start, keys)
+        bar = tqdm(total=total, initial=start, desc=f"online {spec.name} env steps ({n_tasks} x {n_seeds})",
+                   unit="step", disable=not config.progress, dynamic_ncols=True)
+        t_start = time.time()
+        envs.step_async(out[:, :-1])
+        for t in range(start, total):
+            result = envs.step_wait(t + 1)
+            packed = jax.device_put(pack_step(result, transforms, terminal_on_success, n_seeds).reshape(
+                n_tasks, n_seeds, -1))
+            buffer = insert(buffer, obs, actions, packed)
+            step_fn = step_update if t + 1 > config.learning_starts else step_collect
+            states, keys, obs, actions, out_dev, new_metrics = step_fn(states, buffer.data, buffer.size, keys,
+                                                                       packed, datasets, rows)
+            if new_metrics:
+                metrics = new_metrics
+            choices = out[:, -1]  # the choices that produced this step's actions
+            out = np.asarray(out_dev).reshape(n, -1)
+            env_steps = t + 1
+            boundary_now = (config.checkpoint_every > 0 and env_steps % config.checkpoint_every == 0
+                            and env_steps < total)
+            stopping = stop is not None and stop.requested and env_steps < total
+            if env_steps < total and not boundary_now and not stopping:
+                envs.step_async(out[:, :-1])  # the envs step while the host does its bookkeeping
+            stats.step(result.reward, result.success, result.done, choices)
+
+            if env_steps % config.log_every == 0 or env_steps == total:
+                row = {"train/env_steps_per_s": (env_steps - start) / max(time.time() - t_start, 1e-9)}
+                host = None
+                if metrics is not None:
+                    check(metrics, env_steps)
+                    host = jax.device_get(metrics)
+                flushed = stats.flush(spec.policy_set)
+                for ti, ot in enumerate(tasks):
+                    task_row = dict(row)
+                    if host is not None:
+                        task_row.update(host_metrics(jax.tree.map(lambda x, ti=ti: x[ti], host), "train"))
+                    task_row.update(_task_slice(flushed, ti, n_seeds))
+                    ot.logger.log(task_row, phase="online", offline_step=offline_step, online_step=env_steps)
+                bar.update(env_steps - bar.n)
+            if env_steps % config.online_eval_every == 0 or env_steps == total:
+                evals.collect()
+                evaluate(env_steps)
+                shown = [ot.last_eval for ot in tasks if ot.last_eval is not None]
+                if shown:
+                    bar.set_postfix(score=" ".join(f"{r.normalized_score.mean():.1f}" for r in shown))
+            if boundary_now or stopping:
+                if config.checkpoint_every > 0:
+                    save(env_steps)
+                if stopping:
+                    stop.raise_preempted(f"online step {env_steps}")
+                obs, actions, keys, out = boundary(env_steps, keys)
+                envs.step_async(out[:, :-1])
+        evals.collect()
+        bar.update(total - bar.n)
+        bar.close()
+    finally:
+        envs.close()

@@ -1,0 +1,157 @@
+"""The online engine: env workers, background evaluation and several tasks in one loop change
+nothing in the numbers, and a worker that fails stops the run with one line."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pex_jax.finetune import finetune
+from pex_jax.pretrain import pretrain
+from pex_jax.runner.workers import EnvPool, EnvSlot, LocalEnvs, WorkerError, reset_seed
+from pex_jax.train import run
+from tests.conftest import TINY_ID, tiny_config
+
+TINY2_ID = "pex/pointmaze/tiny2-v0"
+SPEED_KEYS = {"train/env_steps_per_s"}  # wall-clock figures, the only values allowed to differ
+
+
+def _rows(run_dir) -> list[dict]:
+    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in SPEED_KEYS} for r in rows]
+
+
+def _sorted(rows: list[dict]) -> list[dict]:
+    """Rows in a fixed order: background evaluation logs a round late, so only the order differs."""
+    return sorted(rows, key=lambda r: json.dumps(r, sort_keys=True))
+
+
+@pytest.fixture(scope="module")
+def offline_dir(tiny_minari_root, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("engine_offline")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(tiny_minari_root))
+        mp.setenv("WANDB_MODE", "disabled")
+        run(tiny_config(tmp, algo="offline", seeds="0-1"))
+    return tmp / "run"
+
+
+def _summary(_, run_dir) -> dict:
+    return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def _pex(tmp_path, offline_dir, name, **kw):
+    return tiny_config(tmp_path / name, algo="pex", seeds="0-1", offline_checkpoint=str(offline_dir), **kw)
+
+
+def test_env_workers_and_background_evaluation_give_the_in_process_metrics(tmp_path, tiny_env, offline_dir):
+    base, workers, background = (
+        _summary(run(_pex(tmp_path, offline_dir, name, **kw)), tmp_path / name / "run")
+        for name, kw in (("base", {}), ("workers", {"env_workers": 2}), ("background", {"eval_workers": 1})))
+    ref = _rows(tmp_path / "base" / "run")
+    assert any("train/critic_loss" in r for r in ref) and any("eval/offline_choice_rate" in r for r in ref)
+    # Env workers: same transitions, so the same losses, choices and evaluations, in the same order.
+    assert _rows(tmp_path / "workers" / "run") == ref
+    # Background evaluation: the same rows; evaluations arrive one round later in the file.
+    assert _sorted(_rows(tmp_path / "background" / "run")) == _sorted(ref)
+    assert workers["per_seed"] == base["per_seed"] == background["per_seed"]
+    assert background["timing"]["eval_workers"] == 1 and base["timing"]["eval_workers"] == 0
+
+
+@pytest.fixture(scope="module")
+def two_task_root(tiny_minari_root):
+    from pex_jax.datagen.pointmaze import generate_pointmaze
+
+    if not (Path(tiny_minari_root) / "pex" / "pointmaze" / "tiny2-v0").exists():
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MINARI_DATASETS_PATH", str(tiny_minari_root))
+            generate_pointmaze(maze="umaze", steps=2000, noise=0.5, seed=1, dataset_id=TINY2_ID, ref_episodes=2,
+                               progress=False)
+    return tiny_minari_root
+
+
+def test_multitask_online_run_equals_the_per_task_runs(tmp_path, two_task_root, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(two_task_root))
+
+    def task(name, dataset_id, algo, **kw):
+        return tiny_config(tmp_path, task=name, dataset_id=dataset_id, algo=algo, seeds="0-1", **kw)
+
+    multi = tmp_path / "multi"
+    pretrain([task("tiny-a", TINY_ID, "pex"), task("tiny-b", TINY2_ID, "pex")], multi, memory_budget=1 << 40)
+    summaries = finetune([task("tiny-a", TINY_ID, "pex"), task("tiny-b", TINY2_ID, "pex")], multi)
+    assert sorted(summaries) == ["tiny-a", "tiny-b"]
+    for name, dataset_id in (("tiny-a", TINY_ID), ("tiny-b", TINY2_ID)):
+        alone_dir = tmp_path / "alone" / name
+        alone = run(task(name, dataset_id, "pex", run_dir=str(alone_dir),
+                         offline_checkpoint=str(multi / name / "offline")))
+        together = multi / name / "pex"
+        assert {"config.json", "metrics.jsonl", "summary.json"} <= {p.name for p in together.iterdir()}
+        a, m = _rows(alone_dir), _rows(together)
+        assert [(r["seed"], r["online_step"], sorted(r)) for r in a] == \
+               [(r["seed"], r["online_step"], sorted(r)) for r in m]
+        for ra, rm in zip(a, m, strict=True):  # same batches and keys; float summation order may differ
+            for k, v in ra.items():
+                if isinstance(v, float):
+                    np.testing.assert_allclose(rm[k], v, rtol=1e-3, atol=1e-4, err_msg=f"{name} {k}")
+        assert json.loads((together / "summary.json").read_text())["seeds"] == alone["seeds"]
+
+
+def _slots(tiny_env, n=2):
+    from pex_jax.data.sources import load_transitions
+    from pex_jax.envs.task import task_for_dataset
+
+    _, info = load_transitions(TINY_ID, download=False, progress=False)
+    return [EnvSlot(task_for_dataset(info), s) for s in range(n)], info
+
+
+def test_env_pool_steps_exactly_as_in_process_envs(tiny_env):
+    slots, info = _slots(tiny_env, 3)
+    local = LocalEnvs(slots, info.obs_dim, info.act_dim)
+    pool = EnvPool(slots, info.obs_dim, info.act_dim, num_workers=2, timeout=120)
+    try:
+        seeds = [reset_seed(s.seed, 0) for s in slots]
+        np.testing.assert_array_equal(pool.reset(seeds), local.reset(seeds))
+        rng = np.random.default_rng(0)
+        for t in range(400):  # past the 300-step time limit: autoreset included
+            actions = rng.uniform(-1, 1, (len(slots), info.act_dim)).astype(np.float32)
+            a, b = pool.step(actions, t), local.step(actions, t)
+            for field in ("obs", "final_obs", "reward", "terminated", "truncated", "success"):
+                np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=f"{field} at {t}")
+        assert b.done.any() or t == 399
+    finally:
+        pool.close()
+        local.close()
+
+
+def test_a_dead_env_worker_gives_one_error_naming_task_seed_and_step(tiny_env):
+    slots, info = _slots(tiny_env, 2)
+    pool = EnvPool(slots, info.obs_dim, info.act_dim, num_workers=2, timeout=60)
+    try:
+        pool.reset([0, 1])
+        os.kill(pool._procs[1].pid, signal.SIGKILL)
+        pool._procs[1].join(10)
+        with pytest.raises(WorkerError) as e:
+            pool.step(np.zeros((2, info.act_dim), np.float32), 1234)
+        msg = str(e.value)
+        assert "\n" not in msg and "died" in msg and "seed 1" in msg and "env step 1234" in msg
+        assert "resume=auto" in msg
+    finally:
+        pool.close()
+
+
+def test_a_hung_env_worker_gives_one_error_after_the_timeout(tiny_env):
+    slots, info = _slots(tiny_env, 2)
+    pool = EnvPool(slots, info.obs_dim, info.act_dim, num_workers=2, timeout=2)
+    try:
+        pool.reset([0, 1])
+        os.kill(pool._procs[0].pid, signal.SIGSTOP)
+        t0 = time.time()
+        with pytest.raises(WorkerError, match=r"did not answer within 2 s while stepping at env step 7") as e:
+            pool.step(np.zeros((2, info.act_dim), np.float32), 7)
+        assert time.time() - t0 < 30 and "seed 0" in str(e.value)
+    finally:
+        pool.close(kill=True)
