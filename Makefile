@@ -95,7 +95,7 @@ PM_RUN = $(or $(RUN),runs/pointmaze/$(NOW))
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
-	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline|pex_sac|sac  TASK=<task>  SOURCE=d4rl|minari|local  RUN=<dir>  MULTITASK=0|1  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
+	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline|pex_sac|sac  TASK=<task>  SOURCE=d4rl|minari|local  RUN=<dir>  MULTITASK=1|0 (1: all tasks in one pre-training and one online process; 0: one process per task)  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
 	@echo "  ACCEL=cpu|cuda12|cuda13|tpu|auto (jax wheels of .venv, now $(if $(ACCEL_NEW),no venv,$(ACCEL_BUILT)); a new venv is auto: CUDA where nvidia-smi works, else cpu)  SYSTEM_JAX=0|1 (python3's own jax + $(WHEELS)/)  TEST_PLATFORMS=cpu|'' (make test's JAX_PLATFORMS)"
 
 ifeq ($(SYSTEM_JAX),1)
@@ -153,21 +153,24 @@ antmaze: $(STAMP) ## AntMaze: SEED=0-9 ALGO=pex TASK=<task[,task]> SOURCE=d4rl|m
 	local=$$(for t in $$tasks; do case "$$t" in *-local) printf '%s,' "$${t%-local}";; esac; done); \
 	if [ -n "$$local" ]; then echo "== antmaze local datasets: generating what is missing ($${local%,})"; \
 	  $(PY) -m pex_jax.datagen.antmaze --task="$${local%,}" --skip-existing; fi; \
-	if [ "$(MULTITASK)" = 1 ] && [ "$(ALGO)" != buffer ] && [ "$(ALGO)" != scratch ] && [ "$(ALGO)" != sac ]; then \
-	  echo "== antmaze offline pre-training, all tasks x seeds $(SEED) per device call -> $(AM_RUN)"; \
-	  $(PY) -m pex_jax.pretrain --config=experiments/configs/antmaze.py --tasks="$$(echo $$tasks | tr ' ' ,)" \
-	    --config.seeds=$(SEED) --config.algo=$(ALGO) --config.run_dir=$(AM_RUN) $(ARGS); \
-	  pretrained=1; \
-	else pretrained=0; fi; \
-	for t in $$tasks; do \
+	all=$$(echo $$tasks | tr ' ' ,); \
+	if [ "$(MULTITASK)" = 1 ]; then \
+	  case "$(ALGO)" in buffer|scratch|sac) ;; *) \
+	    echo "== antmaze offline pre-training, all tasks x seeds $(SEED) per device call -> $(AM_RUN)"; \
+	    $(PY) -m pex_jax.pretrain --config=experiments/configs/antmaze.py --tasks="$$all" \
+	      --config.seeds=$(SEED) --config.algo=$(ALGO) --config.run_dir=$(AM_RUN) $(ARGS);; esac; \
+	  if [ "$(ALGO)" != offline ]; then \
+	    echo "== antmaze online $(ALGO), all tasks x seeds $(SEED) in one process -> $(AM_RUN)/<task>/$(ALGO)"; \
+	    $(PY) -m pex_jax.finetune --config=experiments/configs/antmaze.py --tasks="$$all" \
+	      --config.seeds=$(SEED) --config.algo=$(ALGO) --config.run_dir=$(AM_RUN) $(ARGS); fi; \
+	else for t in $$tasks; do \
 	  dir=$(AM_RUN)/antmaze-$$t/$(ALGO); \
 	  if [ -f $$dir/summary.json ] && ! grep -qE '"status": "(failed|preempted|diverged)"' $$dir/summary.json; then \
 	    echo "== antmaze $$t / $(ALGO): done ($$dir)"; continue; fi; \
 	  echo "== antmaze $$t / $(ALGO) / seeds $(SEED) -> $$dir"; \
-	  pre=""; if [ $$pretrained = 1 ]; then pre="--config.offline_checkpoint=$(AM_RUN)/antmaze-$$t/offline"; fi; \
 	  $(TRAIN) --config=experiments/configs/antmaze.py:$$t --config.seeds=$(SEED) --config.algo=$(ALGO) \
-	    --config.run_dir=$$dir $$pre $(ARGS); \
-	done; \
+	    --config.run_dir=$$dir $(ARGS); \
+	done; fi; \
 	$(PY) -m pex_jax.tools.report --runs $(AM_RUN) --out $(AM_RUN)/report
 
 pointmaze: $(STAMP) ## PointMaze on the local datasets (generated if missing): SEED=0-2 ALGO=pex TASK=<task[,task]> RUN=<dir>

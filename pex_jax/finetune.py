@@ -32,6 +32,7 @@ from pex_jax.data.sources import load_transitions
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
 from pex_jax.pretrain import _update_fields, task_configs
+from pex_jax.runner.cli import absl_main, validate_config
 from pex_jax.runner.common import (
     INIT_STREAM,
     SCORE_NAMES,
@@ -50,7 +51,6 @@ from pex_jax.runner.online import OnlineTask, run_online
 from pex_jax.runner.run_dir import DIVERGED, FAILED, check_resume, end_status, finished, lock_run_dir, stop_on_signals
 from pex_jax.sharding import can_shard, replicate
 from pex_jax.tools.tracking import RunLogger
-from pex_jax.train import absl_main, validate_config
 
 
 def _dims(info) -> Dims:

@@ -34,6 +34,7 @@ from pex_jax.data.sources import load_transitions
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
 from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets
+from pex_jax.runner.cli import absl_main, validate_config
 from pex_jax.runner.common import (
     INIT_STREAM,
     OFFLINE_STREAM,
@@ -65,7 +66,6 @@ from pex_jax.runner.run_dir import (
 )
 from pex_jax.sharding import can_shard, replicate, shard_seeds
 from pex_jax.tools.tracking import RunLogger
-from pex_jax.train import absl_main, validate_config
 
 # Fields that may differ between tasks sharing one call; everything else parametrises the update.
 PER_TASK_FIELDS = {"task", "dataset_id", "run_dir", "eval_episodes", "eval_parallel_envs", "reward_transform",

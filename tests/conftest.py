@@ -5,6 +5,7 @@ import os
 import pytest
 
 TINY_ID = "pex/pointmaze/tiny-v0"
+TINY2_ID = "pex/pointmaze/tiny2-v0"
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,18 @@ def tiny_minari_root(tmp_path_factory):
         generate_pointmaze(maze="umaze", steps=3000, noise=0.5, seed=0, dataset_id=TINY_ID, ref_episodes=2,
                            progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def two_task_root(tiny_minari_root):
+    """The session's tiny dataset plus a shorter second one (2000 steps, other seed) beside it."""
+    from pex_jax.datagen.pointmaze import generate_pointmaze
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(tiny_minari_root))
+        generate_pointmaze(maze="umaze", steps=2000, noise=0.5, seed=1, dataset_id=TINY2_ID, ref_episodes=2,
+                           progress=False)
+    return tiny_minari_root
 
 
 @pytest.fixture

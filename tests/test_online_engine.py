@@ -14,9 +14,8 @@ from pex_jax.finetune import finetune
 from pex_jax.pretrain import pretrain
 from pex_jax.runner.workers import EnvPool, EnvSlot, LocalEnvs, WorkerError, reset_seed
 from pex_jax.train import run
-from tests.conftest import TINY_ID, tiny_config
+from tests.conftest import TINY2_ID, TINY_ID, tiny_config
 
-TINY2_ID = "pex/pointmaze/tiny2-v0"
 SPEED_KEYS = {"train/env_steps_per_s"}  # wall-clock figures, the only values allowed to differ
 
 
@@ -60,18 +59,6 @@ def test_env_workers_and_background_evaluation_give_the_in_process_metrics(tmp_p
     assert _sorted(_rows(tmp_path / "background" / "run")) == _sorted(ref)
     assert workers["per_seed"] == base["per_seed"] == background["per_seed"]
     assert background["timing"]["eval_workers"] == 1 and base["timing"]["eval_workers"] == 0
-
-
-@pytest.fixture(scope="module")
-def two_task_root(tiny_minari_root):
-    from pex_jax.datagen.pointmaze import generate_pointmaze
-
-    if not (Path(tiny_minari_root) / "pex" / "pointmaze" / "tiny2-v0").exists():
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("MINARI_DATASETS_PATH", str(tiny_minari_root))
-            generate_pointmaze(maze="umaze", steps=2000, noise=0.5, seed=1, dataset_id=TINY2_ID, ref_episodes=2,
-                               progress=False)
-    return tiny_minari_root
 
 
 def test_multitask_online_run_equals_the_per_task_runs(tmp_path, two_task_root, monkeypatch):

@@ -10,7 +10,8 @@ from pex_jax.agents.algorithms import ALGORITHMS
 from pex_jax.data import flatten_observation, load_dataset
 from pex_jax.datagen.pointmaze import ExpertPolicy
 from pex_jax.envs.task import make_vector_env, task_for_dataset
-from pex_jax.rollout import EvalResult, Evaluator, goal_terminals, stored_transition
+from pex_jax.rollout import goal_terminals, stored_transition
+from pex_jax.runner.evaluation import EvalResult, Evaluator
 from tests.conftest import TINY_ID
 
 ACHIEVED, DESIRED = slice(0, 2), slice(2, 4)

@@ -13,7 +13,7 @@ from pex_jax.data import load_dataset
 from pex_jax.envs.goal_maze import cells, walls, with_cells
 from pex_jax.envs.task import Task, make_env, make_vector_env, task_for_dataset
 from pex_jax.errors import DatasetError
-from pex_jax.rollout import Evaluator
+from pex_jax.runner.evaluation import Evaluator
 from tests.conftest import TINY_ID
 
 gym.register_envs(gymnasium_robotics)

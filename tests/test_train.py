@@ -53,7 +53,7 @@ def test_invalid_configs_are_rejected_before_any_work(tmp_path, field, value, ne
 
 def test_batch_larger_than_dataset_is_rejected(tmp_path, tiny_env):
     with pytest.raises(ConfigError, match="exceeds the dataset"):
-        run(tiny_config(tmp_path, batch_size=10**6))
+        run(tiny_config(tmp_path, batch_size=10**6, buffer_capacity=10**6))
 
 
 def test_missing_dataset_names_id_path_and_fix(tmp_path, monkeypatch):

@@ -68,9 +68,9 @@ def _check_dataset_id(dataset_id: str) -> None:
 
 
 def _register() -> None:
-    import gymnasium_robotics
+    from pex_jax.envs import register_robotics_envs
 
-    gym.register_envs(gymnasium_robotics)
+    register_robotics_envs()
 
 
 def eval_maze_map(maze: str) -> list[list[Any]]:

@@ -110,7 +110,7 @@ class Evaluator:
         picks, count = np.zeros(n), np.zeros(n)  # steps on which the policy set chose the offline policy (0)
         t, env_steps = 0, 0
         while owed.any():
-            actions, choice = jax.device_get(policy(states, keys, t, jnp.asarray(obs).reshape(n, p, -1)))
+            actions, choice = jax.device_get(policy(states, keys, t, obs.reshape(n, p, -1)))
             actions, choice = actions.reshape(n * p, -1), choice.reshape(n * p)
             for i in np.flatnonzero(owed):
                 seed_index = i // p
@@ -218,10 +218,30 @@ class EvalTarget:
 _CACHE: dict = {}
 
 
+def _exit_with_parent() -> None:
+    """A killed trainer (SIGKILL) cannot shut its pool down: the worker then ends itself."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
 def _init_worker() -> None:
     """Eval workers compute on the CPU: the accelerator belongs to the training process."""
+    import signal
+
     from pex_jax.device import configure_runtime
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the trainer handles them, then shuts the pool down
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _exit_with_parent()
     os.environ["JAX_PLATFORMS"] = "cpu"
     jax.config.update("jax_platforms", "cpu")
     configure_runtime("worker")

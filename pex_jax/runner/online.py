@@ -24,6 +24,7 @@ seed derived from (seed, step), before and after a resume alike, so no simulator
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,7 +309,7 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
                 e.task_index = t
                 raise
 
-    def save(step: int) -> None:
+    def save(step: int) -> Path:
         nonlocal pending_eval
         if metrics is not None:
             check(metrics, step)  # never checkpoint a diverged state
@@ -321,14 +322,16 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
         device_state = {"states": states, "keys": keys, "buffer": {
             "rows": jax.tree.map(lambda x, n=size: x[:, :, :n], buffer.data), "size": buffer.size,
             "ptr": buffer.ptr}}
-        checkpoint.save_run_state(ckpt_dir, "online", step, device_state, {
+        return checkpoint.save_run_state(ckpt_dir, "online", step, device_state, {
             "stats": stats.state(), "pending_eval": pending_eval,
             "last_eval": [scores_of(ot.last_eval) for ot in tasks],
             "offline_eval": [scores_of(ot.offline_eval) for ot in tasks],
             "step0_eval": [scores_of(ot.step0_eval) for ot in tasks]}, int(config.keep_checkpoints))
 
     metrics = None
+    polled = stop.polled() if stop is not None else contextlib.nullcontext()
     try:
+        polled.__enter__()  # a signal sets `stop.requested`; the loop checkpoints and stops at the next step
         if start == 0:  # the policy set (or fine-tuned policy) before any online update
             evaluate(0)
         elif pending_eval is not None:  # the checkpoint's own evaluation was still running
@@ -379,10 +382,12 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
                 if shown:
                     bar.set_postfix(score=" ".join(f"{r.normalized_score.mean():.1f}" for r in shown))
             if boundary_now or stopping:
+                path = None
                 if config.checkpoint_every > 0:
-                    save(env_steps)
+                    path = save(env_steps)
                 if stopping:
-                    stop.raise_preempted(f"online step {env_steps}")
+                    bar.close()
+                    raise stop.preempted("online", env_steps, path)
                 obs, actions, keys, out = boundary(env_steps, keys)
                 envs.step_async(out[:, :-1])
         evals.collect()
@@ -390,3 +395,4 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
         bar.close()
     finally:
         envs.close()
+        polled.__exit__(None, None, None)

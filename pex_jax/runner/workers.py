@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import traceback
 from dataclasses import dataclass
 from multiprocessing import shared_memory
@@ -147,7 +148,11 @@ class LocalEnvs:
 
 
 def _worker_main(conn, shm_name: str, n: int, obs_dim: int, act_dim: int, lo: int, slots: list[EnvSlot]) -> None:
-    """Worker process: build its envs, then answer step/reset commands until told to close."""
+    """Worker process: build its envs, then answer step/reset commands until told to close.
+
+    SIGINT / SIGTERM are the trainer's to handle (it checkpoints, then closes the workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     shm = shared_memory.SharedMemory(name=shm_name)
     envs, arrays = [], None
     try:
