@@ -39,6 +39,17 @@ def offline_dir(tiny_minari_root, tmp_path_factory):
     return tmp / "run"
 
 
+def _assert_close(rows: list[dict], ref: list[dict]) -> None:
+    """Same rows, steps and keys; values equal to float tolerance (same batches and keys, other
+    summation order)."""
+    assert [(r["seed"], r["online_step"], sorted(r)) for r in rows] == \
+           [(r["seed"], r["online_step"], sorted(r)) for r in ref]
+    for got, want in zip(rows, ref, strict=True):
+        for k, v in want.items():
+            if isinstance(v, float):
+                np.testing.assert_allclose(got[k], v, rtol=1e-3, atol=1e-4, err_msg=f"{k} at {want['online_step']}")
+
+
 def _summary(_, run_dir) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
 
@@ -48,13 +59,16 @@ def _pex(tmp_path, offline_dir, name, **kw):
 
 
 def test_env_workers_and_background_evaluation_give_the_in_process_metrics(tmp_path, tiny_env, offline_dir):
-    base, workers, background = (
+    base, workers, background, one_lane = (
         _summary(run(_pex(tmp_path, offline_dir, name, **kw)), tmp_path / name / "run")
-        for name, kw in (("base", {}), ("workers", {"env_workers": 2}), ("background", {"eval_workers": 1})))
+        for name, kw in (("base", {}), ("workers", {"env_workers": 2}), ("background", {"eval_workers": 1}),
+                         ("one_lane", {"pipeline_lanes": 1})))
     ref = _rows(tmp_path / "base" / "run")
     assert any("train/critic_loss" in r for r in ref) and any("eval/offline_choice_rate" in r for r in ref)
     # Env workers: same transitions, so the same losses, choices and evaluations, in the same order.
     assert _rows(tmp_path / "workers" / "run") == ref
+    # Pipeline lanes (2 by default) vmap fewer seeds per call: the same rows up to float rounding.
+    _assert_close(_rows(tmp_path / "one_lane" / "run"), ref)
     # Background evaluation: the same rows; evaluations arrive one round later in the file.
     assert _sorted(_rows(tmp_path / "background" / "run")) == _sorted(ref)
     assert workers["per_seed"] == base["per_seed"] == background["per_seed"]
@@ -77,13 +91,7 @@ def test_multitask_online_run_equals_the_per_task_runs(tmp_path, two_task_root, 
                          offline_checkpoint=str(multi / name / "offline")))
         together = multi / name / "pex"
         assert {"config.json", "metrics.jsonl", "summary.json"} <= {p.name for p in together.iterdir()}
-        a, m = _rows(alone_dir), _rows(together)
-        assert [(r["seed"], r["online_step"], sorted(r)) for r in a] == \
-               [(r["seed"], r["online_step"], sorted(r)) for r in m]
-        for ra, rm in zip(a, m, strict=True):  # same batches and keys; float summation order may differ
-            for k, v in ra.items():
-                if isinstance(v, float):
-                    np.testing.assert_allclose(rm[k], v, rtol=1e-3, atol=1e-4, err_msg=f"{name} {k}")
+        _assert_close(_rows(together), _rows(alone_dir))
         assert json.loads((together / "summary.json").read_text())["seeds"] == alone["seeds"]
 
 
@@ -109,6 +117,14 @@ def test_env_pool_steps_exactly_as_in_process_envs(tiny_env):
             for field in ("obs", "final_obs", "reward", "terminated", "truncated", "success"):
                 np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=f"{field} at {t}")
         assert b.done.any() or t == 399
+        # Lanes: two ranges in flight at once, answered in the order they were sent.
+        actions = rng.uniform(-1, 1, (len(slots), info.act_dim)).astype(np.float32)
+        pool.step_async(actions[:2], 0)
+        pool.step_async(actions[2:], 2)
+        first, second = pool.step_wait(400, 0), pool.step_wait(400, 2)
+        whole = local.step(actions, 400)
+        np.testing.assert_array_equal(np.concatenate([first.obs, second.obs]), whole.obs)
+        np.testing.assert_array_equal(np.concatenate([first.reward, second.reward]), whole.reward)
     finally:
         pool.close()
         local.close()

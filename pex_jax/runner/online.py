@@ -232,6 +232,48 @@ def online_states(spec: AlgoSpec, config, seeds: list[int], dims: Dims, num_task
     return jax.vmap(jax.vmap(one))(keys, offline_states)
 
 
+@dataclass
+class Lane:
+    """A share of the seeds (every task) whose device work overlaps the other lanes' env steps."""
+
+    lo: int  # seeds [lo, hi) of every task
+    hi: int
+    first: int  # its envs are slots [first, first + tasks * (hi - lo)) of the env pool
+    states: Any = None
+    keys: Any = None
+    buffer: Any = None
+    obs: Any = None  # device: what the lane's agents act on (the next stored observation)
+    actions: Any = None  # device: their last actions (the next stored actions)
+    out: np.ndarray | None = None  # host: [action, choice] per slot, what the envs execute next
+    out_dev: Any = None
+    metrics: Any = None
+    result: StepResult | None = None
+
+    @property
+    def seeds(self) -> int:
+        return self.hi - self.lo
+
+
+def make_lanes(num_tasks: int, num_seeds: int, requested: int) -> list[Lane]:
+    """Contiguous seed ranges; slots are lane-major, then task, then seed."""
+    count = max(1, min(int(requested), num_seeds))
+    bounds = np.linspace(0, num_seeds, count + 1).round().astype(int)
+    lanes, first = [], 0
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        lanes.append(Lane(int(lo), int(hi), first))
+        first += num_tasks * int(hi - lo)
+    return lanes
+
+
+def _split(tree: Any, lane: Lane) -> Any:
+    return jax.tree.map(lambda x: x[:, lane.lo:lane.hi], tree)
+
+
+def _join(trees: list[Any], join=jnp.concatenate) -> Any:
+    """Lanes back into one (tasks, seeds, ...) tree: what checkpoints, logs and evaluations see."""
+    return jax.tree.map(lambda *xs: join(xs, axis=1), *trees)
+
+
 def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list[OnlineTask], offline_states,
                evals: EvalScheduler, ckpt_dir: Path, offline_step: int, resume_from: tuple[dict, dict] | None = None,
                stop=None) -> None:
@@ -240,6 +282,11 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
     `offline_states` has leading (tasks, seeds) axes (None for algorithms without warm start, and on
     resume). `evals` holds one evaluation target per task, in the same order. `stop` (optional) has a
     `requested` flag: when set, the loop checkpoints (if enabled) and raises its `Preempted`.
+
+    With `pipeline_lanes` > 1 the seeds are split into lanes: while the device updates one lane, the
+    envs of the others step. Every agent keeps its own keys, data and order of operations; only the
+    number of seeds per vmapped call changes, which moves results at float rounding, as running
+    tasks together does (tests/test_online_engine.py). Checkpoints hold the joined state.
     """
     n_tasks, n_seeds = len(tasks), len(seeds)
     n = n_tasks * n_seeds
@@ -262,25 +309,46 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
             ot.last_eval = from_scores(host["last_eval"][t])
             ot.step0_eval = from_scores(host["step0_eval"][t])
         pending_eval = host.get("pending_eval")
-    states = unalias(states)
     datasets, rows = stack_datasets([ot.dataset for ot in tasks])
-    if can_shard(n_seeds):
-        states, keys, buffer = shard_seeds((states, keys, buffer), axis=1)
+    for ot in tasks:
+        ot.dataset = None  # the stacked copy is the one in use
+    sharded = can_shard(n_seeds)
+    lanes = make_lanes(n_tasks, n_seeds, 1 if sharded else int(config.pipeline_lanes))
+    for lane in lanes:
+        lane.states, lane.keys = unalias(_split((states, keys), lane))
+        lane.buffer = unalias(buffer.replace(data=_split(buffer.data, lane)))  # own size/ptr: inserts donate them
+        if sharded:
+            lane.states, lane.keys, lane.buffer = shard_seeds((lane.states, lane.keys, lane.buffer), axis=1)
+    del states, keys, buffer, offline_states
 
     insert = jax.jit(insert_packed, donate_argnums=(0,))
     step_collect = jax.jit(make_engine_step(spec, config, False), donate_argnums=(0,))
     step_update = jax.jit(make_engine_step(spec, config, True), donate_argnums=(0,))
     first_act = jax.jit(make_first_act(spec, config))
-    slots = [EnvSlot(ot.task, s) for ot in tasks for s in seeds]
+    slots = [EnvSlot(ot.task, seeds[i]) for lane in lanes for ot in tasks for i in range(lane.lo, lane.hi)]
+    # canonical[k] = slot of agent k in (task, seed) order: how logs and episode stats see them
+    canonical = np.array([lane.first + t * lane.seeds + (i - lane.lo)
+                          for t in range(n_tasks) for i in range(n_seeds)
+                          for lane in lanes if lane.lo <= i < lane.hi])
     workers = default_workers(int(config.env_workers), n)
     envs = make_envs(slots, dims.obs_dim, dims.action_dim, workers, float(config.worker_timeout))
     transforms = [ot.reward_transform for ot in tasks]
     terminal_on_success = [bool(ot.config.terminal_on_success) for ot in tasks]
     total = int(config.online_steps)
 
+    def joined_states():
+        return lanes[0].states if len(lanes) == 1 else _join([lane.states for lane in lanes])
+
+    def joined_metrics():
+        """Host copy of the last update's metrics, (tasks, seeds) leaves; None before any update."""
+        if any(lane.metrics is None for lane in lanes):
+            return None
+        return _join([jax.device_get(lane.metrics) for lane in lanes], np.concatenate)
+
     def evaluate(step: int) -> None:
         """Submit one evaluation round (every task) for the states after `step` env steps."""
         final = step == total or step == 0
+        states = joined_states()
         for t, ot in enumerate(tasks):
             def on_result(result, t=t, ot=ot, step=step):
                 ot.logger.log(result.metrics(), phase="online", offline_step=offline_step, online_step=step)
@@ -292,16 +360,18 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
                          episodes=eval_episodes(ot.config, final=final), on_result=on_result,
                          where=f"online step {step}")
 
-    def boundary(step: int, keys):
-        """Reset every env (seeded by seed and step) and pick the first actions."""
-        obs = envs.reset([reset_seed(s.seed, step) for s in slots])
-        dev_obs = jnp.asarray(obs.reshape(n_tasks, n_seeds, -1))
-        keys, actions, out = first_act(states, keys, dev_obs)
+    def boundary(step: int) -> None:
+        """Reset every env (seeded by seed and step), pick the first actions and send them."""
+        obs = envs.reset([reset_seed(s.seed, step) for s in slots], step)
+        for lane in lanes:
+            lane_obs = obs[lane.first:lane.first + n_tasks * lane.seeds]
+            lane.obs = jnp.asarray(lane_obs.reshape(n_tasks, lane.seeds, -1))
+            lane.keys, lane.actions, out = first_act(lane.states, lane.keys, lane.obs)
+            lane.out = np.asarray(out).reshape(n_tasks * lane.seeds, -1)
+            envs.step_async(lane.out[:, :-1], lane.first)
         stats.new_episode()
-        return dev_obs, actions, keys, np.asarray(out).reshape(n, -1)
 
-    def check(metrics, step):
-        host = jax.device_get(metrics)
+    def check(host, step):
         for t, ot in enumerate(tasks):
             try:
                 check_finite(jax.tree.map(lambda x, t=t: x[t], host), seeds, f"online ({ot.config.task})", step)
@@ -311,24 +381,25 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
 
     def save(step: int) -> Path:
         nonlocal pending_eval
-        if metrics is not None:
-            check(metrics, step)  # never checkpoint a diverged state
+        host = joined_metrics()
+        if host is not None:
+            check(host, step)  # never checkpoint a diverged state
         # An evaluation of this very step may stay in flight: its states are the checkpoint's, so a
         # resume re-runs it. Anything older is collected first.
         pending_eval = step if (evals.background and step % int(config.online_eval_every) == 0) else None
         if pending_eval is None:
             evals.collect()
-        size = int(buffer.size)
-        device_state = {"states": states, "keys": keys, "buffer": {
-            "rows": jax.tree.map(lambda x, n=size: x[:, :, :n], buffer.data), "size": buffer.size,
-            "ptr": buffer.ptr}}
+        size = int(lanes[0].buffer.size)
+        rows = _join([jax.device_get(jax.tree.map(lambda x, n=size: x[:, :, :n], lane.buffer.data))
+                      for lane in lanes], np.concatenate)
+        device_state = {"states": joined_states(), "keys": _join([lane.keys for lane in lanes]),
+                        "buffer": {"rows": rows, "size": lanes[0].buffer.size, "ptr": lanes[0].buffer.ptr}}
         return checkpoint.save_run_state(ckpt_dir, "online", step, device_state, {
             "stats": stats.state(), "pending_eval": pending_eval,
             "last_eval": [scores_of(ot.last_eval) for ot in tasks],
             "offline_eval": [scores_of(ot.offline_eval) for ot in tasks],
             "step0_eval": [scores_of(ot.step0_eval) for ot in tasks]}, int(config.keep_checkpoints))
 
-    metrics = None
     polled = stop.polled() if stop is not None else contextlib.nullcontext()
     try:
         polled.__enter__()  # a signal sets `stop.requested`; the loop checkpoints and stops at the next step
@@ -336,37 +407,44 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
             evaluate(0)
         elif pending_eval is not None:  # the checkpoint's own evaluation was still running
             evaluate(int(pending_eval))
-        obs, actions, keys, out = boundary(start, keys)
+        boundary(start)
         bar = tqdm(total=total, initial=start, desc=f"online {spec.name} env steps ({n_tasks} x {n_seeds})",
                    unit="step", disable=not config.progress, dynamic_ncols=True)
         t_start = time.time()
-        envs.step_async(out[:, :-1])
+        step_fn = step_collect
         for t in range(start, total):
-            result = envs.step_wait(t + 1)
-            packed = jax.device_put(pack_step(result, transforms, terminal_on_success, n_seeds).reshape(
-                n_tasks, n_seeds, -1))
-            buffer = insert(buffer, obs, actions, packed)
-            step_fn = step_update if t + 1 > config.learning_starts else step_collect
-            states, keys, obs, actions, out_dev, new_metrics = step_fn(states, buffer.data, buffer.size, keys,
-                                                                       packed, datasets, rows)
-            if new_metrics:
-                metrics = new_metrics
-            choices = out[:, -1]  # the choices that produced this step's actions
-            out = np.asarray(out_dev).reshape(n, -1)
+            if t + 1 > config.learning_starts:
+                step_fn = step_update
+            for lane in lanes:  # results in, device work dispatched (it runs while the next lane's envs finish)
+                lane.result = envs.step_wait(t + 1, lane.first)
+                packed = jax.device_put(pack_step(lane.result, transforms, terminal_on_success, lane.seeds).reshape(
+                    n_tasks, lane.seeds, -1))
+                lane.buffer = insert(lane.buffer, lane.obs, lane.actions, packed)
+                lane.states, lane.keys, lane.obs, lane.actions, lane.out_dev, metrics = step_fn(
+                    lane.states, lane.buffer.data, lane.buffer.size, lane.keys, packed, datasets, rows)
+                if metrics:
+                    lane.metrics = metrics
             env_steps = t + 1
             boundary_now = (config.checkpoint_every > 0 and env_steps % config.checkpoint_every == 0
                             and env_steps < total)
             stopping = stop is not None and stop.requested and env_steps < total
-            if env_steps < total and not boundary_now and not stopping:
-                envs.step_async(out[:, :-1])  # the envs step while the host does its bookkeeping
-            stats.step(result.reward, result.success, result.done, choices)
+            go_on = env_steps < total and not boundary_now and not stopping
+            choices = np.empty(n)
+            for lane in lanes:  # actions out: each lane's envs step while the later lanes' device work runs
+                choices[lane.first:lane.first + n_tasks * lane.seeds] = lane.out[:, -1]  # this step's choices
+                lane.out = np.asarray(lane.out_dev).reshape(n_tasks * lane.seeds, -1)
+                if go_on:
+                    envs.step_async(lane.out[:, :-1], lane.first)
+            results = [lane.result for lane in lanes]
+            reward, success, done = (np.concatenate([getattr(r, f) for r in results])[canonical]
+                                     for f in ("reward", "success", "done"))
+            stats.step(reward, success, done, choices[canonical])
 
             if env_steps % config.log_every == 0 or env_steps == total:
                 row = {"train/env_steps_per_s": (env_steps - start) / max(time.time() - t_start, 1e-9)}
-                host = None
-                if metrics is not None:
-                    check(metrics, env_steps)
-                    host = jax.device_get(metrics)
+                host = joined_metrics()
+                if host is not None:
+                    check(host, env_steps)
                 flushed = stats.flush(spec.policy_set)
                 for ti, ot in enumerate(tasks):
                     task_row = dict(row)
@@ -388,8 +466,7 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
                 if stopping:
                     bar.close()
                     raise stop.preempted("online", env_steps, path)
-                obs, actions, keys, out = boundary(env_steps, keys)
-                envs.step_async(out[:, :-1])
+                boundary(env_steps)
         evals.collect()
         bar.update(total - bar.n)
         bar.close()

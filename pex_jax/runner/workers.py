@@ -98,18 +98,21 @@ class _Arrays:
             setattr(self, name, view)
             offset += view.nbytes
 
-    def result(self) -> StepResult:
-        return StepResult(self.obs.copy(), self.final_obs.copy(), self.reward.copy(), self.terminated.copy(),
-                          self.truncated.copy(), self.success.copy())
+    def result(self, lo: int = 0, hi: int | None = None) -> StepResult:
+        """A copy of the results of envs [lo, hi)."""
+        sl = slice(lo, hi)
+        return StepResult(self.obs[sl].copy(), self.final_obs[sl].copy(), self.reward[sl].copy(),
+                          self.terminated[sl].copy(), self.truncated[sl].copy(), self.success[sl].copy())
 
 
 def _run_envs(envs, arrays: _Arrays, lo: int, command: tuple) -> None:
-    """Execute one command on envs [lo, lo + len(envs)), writing results into `arrays`."""
+    """Execute one command on this block of envs (slots [lo, lo + len(envs))), results into `arrays`.
+
+    ("step", a, b) steps the block's slots in [a, b); ("reset", seeds) resets the whole block."""
     if command[0] == "step":
-        for j, env in enumerate(envs):
-            i = lo + j
+        for i in range(command[1], command[2]):
             (arrays.obs[i], arrays.final_obs[i], arrays.reward[i], arrays.terminated[i], arrays.truncated[i],
-             arrays.success[i]) = step_one(env, arrays.actions[i])
+             arrays.success[i]) = step_one(envs[i - lo], arrays.actions[i])
     elif command[0] == "reset":
         for j, (env, seed) in enumerate(zip(envs, command[1], strict=True)):
             arrays.obs[lo + j] = flatten_observation(env.reset(seed=int(seed))[0])
@@ -124,19 +127,21 @@ class LocalEnvs:
         self.slots = slots
         self.arrays = _Arrays(len(slots), obs_dim, act_dim)
         self.envs = [make_slot_env(s) for s in slots]
-        self._pending: tuple | None = None
+        self._pending: dict[int, int] = {}
 
-    def reset(self, seeds: list[int]) -> np.ndarray:
+    def reset(self, seeds: list[int], step: int = 0) -> np.ndarray:
         _run_envs(self.envs, self.arrays, 0, ("reset", list(seeds)))
         return self.arrays.obs.copy()
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self.arrays.actions[...] = actions
-        self._pending = ("step",)
+    def step_async(self, actions: np.ndarray, first: int = 0) -> None:
+        """Queue a step of slots [first, first + len(actions)); in-process it runs in `step_wait`."""
+        self.arrays.actions[first:first + len(actions)] = actions
+        self._pending[first] = first + len(actions)
 
-    def step_wait(self, step: int = -1) -> StepResult:
-        _run_envs(self.envs, self.arrays, 0, self._pending)
-        return self.arrays.result()
+    def step_wait(self, step: int = -1, first: int = 0) -> StepResult:
+        end = self._pending.pop(first)
+        _run_envs(self.envs, self.arrays, 0, ("step", first, end))
+        return self.arrays.result(first, end)
 
     def step(self, actions: np.ndarray, step: int = -1) -> StepResult:
         self.step_async(actions)
@@ -209,12 +214,14 @@ class EnvPool:
             self._conns.append(parent)
             self._procs.append(proc)
         self._closed = False
+        self._pending: dict[int, tuple[int, list[int]]] = {}
         self._gather("starting its envs", step=0, timeout=max(self.timeout, 300.0))  # imports take a while
 
-    def _gather(self, what: str, step: int, timeout: float | None = None) -> None:
-        """Wait for every worker's answer to the last command; one error line if one fails."""
+    def _gather(self, what: str, step: int, timeout: float | None = None, workers: list[int] | None = None) -> None:
+        """Wait for the answer of each worker in `workers` (default all); one error line if one fails."""
         timeout = self.timeout if timeout is None else timeout
-        for w, (conn, proc) in enumerate(zip(self._conns, self._procs, strict=True)):
+        for w in range(len(self._conns)) if workers is None else workers:
+            conn, proc = self._conns[w], self._procs[w]
             lo, hi = self.blocks[w]
             where = f"env worker {w} (envs {lo}-{hi - 1}: {self.slots[lo].label} .. {self.slots[hi - 1].label})"
             if not conn.poll(timeout):
@@ -246,13 +253,19 @@ class EnvPool:
         self._gather("resetting", step)
         return self.arrays.obs.copy()
 
-    def step_async(self, actions: np.ndarray) -> None:
-        self.arrays.actions[...] = actions
-        self._send(("step",))
+    def step_async(self, actions: np.ndarray, first: int = 0) -> None:
+        """Start a step of slots [first, first + len(actions)): one message to each worker holding some."""
+        end = first + len(actions)
+        self.arrays.actions[first:end] = actions
+        workers = [w for w, (lo, hi) in enumerate(self.blocks) if lo < end and first < hi]
+        self._send([("step", max(first, self.blocks[w][0]), min(end, self.blocks[w][1])) for w in workers],
+                   [self._conns[w] for w in workers])
+        self._pending[first] = (end, workers)
 
-    def step_wait(self, step: int = -1) -> StepResult:
-        self._gather("stepping", step)
-        return self.arrays.result()
+    def step_wait(self, step: int = -1, first: int = 0) -> StepResult:
+        end, workers = self._pending.pop(first)
+        self._gather("stepping", step, workers=workers)
+        return self.arrays.result(first, end)
 
     def step(self, actions: np.ndarray, step: int = -1) -> StepResult:
         self.step_async(actions)
