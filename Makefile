@@ -196,7 +196,7 @@ REF_DIR ?= .ref/PEX-$(REF_COMMIT)
 REF_VENV ?= .venv-ref
 TORCH ?= torch==2.13.0
 
-bench: $(STAMP) ## throughput benchmark -> bench_out/bench.json + bench.md (ARGS=--quick: smoke run; REF=1: + reference)
+bench: $(STAMP) ## throughput: offline, the online engine (workers off vs on), its parts, the suite's projected hours -> bench_out/bench.json + bench.md (ARGS=--quick: smoke run; REF=1: + reference)
 ifeq ($(REF),1)
 	@$(MAKE) --no-print-directory bench-reference
 else

@@ -1,4 +1,5 @@
-"""The benchmark's outputs, and the performance changes it measures keeping the numbers.
+"""The benchmark's outputs, the projection's arithmetic, and the performance changes it measures keeping the
+numbers.
 
 No timings are asserted: the machines are shared and noisy; `make bench` reports them.
 """
@@ -21,17 +22,15 @@ import pytest
 from pex_jax.agents.algorithms import Dims, make_offline_chunk, over_seeds
 from pex_jax.agents.networks import Dense, dense
 from pex_jax.multitask import make_multitask_offline_chunk, stack_datasets
-from pex_jax.tools import bench, ref_pex
-from pex_jax.tools.bench import (
-    FAST_COMPILE,
-    BenchConfig,
-    fraction_of_ceiling,
-    init_offline_states,
-    parse_args,
-    scaling_check,
-    synthetic_dataset,
-    to_markdown,
-)
+from pex_jax.tools import ref_pex
+from pex_jax.tools.bench import engine, problem, reference, report
+from pex_jax.tools.bench.ceiling import fraction_of_ceiling
+from pex_jax.tools.bench.cli import parse_args
+from pex_jax.tools.bench.config import BenchConfig
+from pex_jax.tools.bench.offline import scaling_check
+from pex_jax.tools.bench.problem import FAST_COMPILE, init_offline_states, synthetic_dataset
+from pex_jax.tools.bench.projection import Measured, Suite, engine_hours, measured_inputs, projection, today_hours
+from pex_jax.tools.bench.report import to_markdown
 
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 
@@ -40,10 +39,10 @@ FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_em
 def quick_bench(tmp_path_factory):
     """One `--quick` run in a subprocess, with XLA set to compile fast (3x fewer seconds; timings are not checked)."""
     out = tmp_path_factory.mktemp("bench")
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_COMPILE_FLAGS}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": FAST_COMPILE_FLAGS, "WANDB_MODE": "disabled"}
     proc = subprocess.run([sys.executable, "-m", "pex_jax.tools.bench", "--quick", "--out", str(out)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text()
 
 
@@ -61,17 +60,56 @@ def test_quick_bench_reports_offline_rates_per_seed_and_total_with_baseline_rati
     assert two["seeds_looped"] and set(two["looped_to_vmap"]) == {"best", "median"}  # CPU: seeds looped
 
 
-def test_quick_bench_reports_the_online_loop_with_and_without_the_env(quick_bench):
-    result, _ = quick_bench
-    (online,) = result["online"]
-    assert online["algo"] == "pex" and online["obs_dim"] == 31  # AntMaze_UMaze-v4, flattened like the runner
-    for mode in ("env", "no_env"):
-        x = online[mode]
-        assert x["env_steps_per_s_per_seed"]["best"] > 0
-        assert x["baseline_env_steps_per_s_per_seed"]["best"] > 0
-        assert set(x["host_ms_per_step"]) == {"env_step", "host_prep", "insert_call", "obs_to_device", "step_call",
-                                              "device_get"}
-    assert online["no_env"]["host_ms_per_step"]["env_step"] < online["env"]["host_ms_per_step"]["env_step"]
+def test_quick_bench_times_the_engine_through_finetune_with_workers_off_and_on_alternating(quick_bench):
+    result, md = quick_bench
+    eng = result["engine"]
+    (case,) = eng["cases"]
+    assert case["label"] == "1x2" and case["tasks"] == ["umaze"] and case["agents"] == 2
+    assert case["order"] == ["baseline", "workers"] and [r["mode"] for r in case["runs"]] == case["order"]
+    off, on = case["runs"]
+    assert (off["env_workers"], off["eval_workers"], off["pipeline_lanes"]) == (0, 0, 1)  # the loop before the engine
+    assert on["env_workers"] >= 1 and on["eval_workers"] >= 1  # EnvPool workers and a background evaluation pool
+    for r in case["runs"]:
+        assert r["steps_per_s"] > 0 and r["window_s"] > 0 and r["eval_env_steps"] > 0
+        assert r["agent_steps_per_s"] == pytest.approx(r["steps_per_s"] * case["agents"])
+        assert r["online_wall_s"] >= r["window_s"]
+    assert case["workers"]["best"] == on["steps_per_s"] and case["baseline"]["best"] == off["steps_per_s"]
+    c = eng["cadence"]
+    assert c["online_steps"] == c["warmup"] + c["cycles"] * c["eval_every"]
+    assert eng["acceptance"]["reused"] and eng["acceptance"]["target"] == 1.5  # the same case as the size: runs reused
+    ratio = on["steps_per_s"] / off["steps_per_s"]
+    assert f"**{ratio:.2f}x**" in md.split("## The online engine")[1].split("## Per-component")[0]
+
+
+def test_window_rate_reads_the_loop_clock_from_the_engines_cumulative_rates():
+    clock = {20: 2.0, 40: 3.0, 60: 5.0}  # seconds since the loop started, at each log row
+    rows = [{"phase": "online", "online_step": k, "train/env_steps_per_s": k / t} for k, t in clock.items()]
+    rows.append({"phase": "online", "online_step": 40, "eval/normalized_score": 0.0})  # not a clock row
+    assert engine.window_rate(rows, 20, 60) == pytest.approx((3.0, 40 / 3.0))
+    assert engine.window_rate(rows, 40, 60) == pytest.approx((2.0, 10.0))
+    with pytest.raises(ValueError, match="no engine log row at env step"):
+        engine.window_rate(rows, 20, 80)
+
+
+def test_quick_bench_reports_each_component_of_an_engine_step(quick_bench):
+    result, md = quick_bench
+    comp = result["components"]
+    d = comp["device"]
+    assert (d["tasks"], d["seeds"], d["agents"]) == (2, 2, 4) and d["flops_per_call"] > 0
+    assert d["upload_shape"] == [2, 2, 2 + 2 * 29] and d["download_shape"] == [2, 2, 8 + 1]
+    assert set(d["calls_per_s"]) == {"device_call", "insert", "upload", "download"}
+    assert comp["device_acceptance"]["agents"] == 2  # the acceptance case's call, for the bound in bench.md
+    assert {h["agents"] for h in comp["host"].values()} == {4, 2}
+    assert comp["env_step"]["steps_per_s"]["best"] > 0
+    ev = comp["eval"]
+    assert ev["env_steps_per_episode"] == 700  # untrained policies: every umaze episode runs to its time limit
+    pools = {(r["envs"], r["env"], r["pool"]): r for r in comp["pools"]}
+    assert set(pools) == {(2, env, pool) for env in ("null", "ant") for pool in ("LocalEnvs", "EnvPool(1)",
+                                                                                  "AsyncVectorEnv")}
+    # NullEnv steps cost next to nothing, so in-process stepping of it is far faster than of the ant
+    local = {env: pools[(2, env, "LocalEnvs")]["steps_per_s"]["best"] for env in ("null", "ant")}
+    assert local["null"] > local["ant"]
+    assert "### Env pools" in md and "within 2 h at the high end" in md.split("## Projection")[1]
 
 
 def test_quick_bench_reports_act_multitask_compile_memory_and_device(quick_bench):
@@ -81,10 +119,12 @@ def test_quick_bench_reports_act_multitask_compile_memory_and_device(quick_bench
     assert all(v > 0 for v in result["compile_s"].values()) and len(result["compile_s"]) >= 8
     assert result["memory"]["peak_rss_mib"] > 0
     assert result["machine"]["platform"] == "cpu" and result["machine"]["device_count"] >= 1
-    for heading in ("## Ceiling", "## Offline IQL updates/s", "## Online loop", "## Action selection",
-                    "## Several tasks", "## Compile times", "## Memory", "## Context"):
+    for heading in ("## Ceiling", "## Offline IQL updates/s", "## The online engine", "## Per-component costs",
+                    "## Projection", "## Action selection", "## Several tasks", "## Compile times", "## Memory",
+                    "## Context"):
         assert heading in md
     assert "side_by_side" not in result and "## The reference PyTorch PEX" not in md  # only when asked for
+    assert set(result["part_s"]) >= {"offline", "components", "online engine", "act", "multitask"}
 
 
 def test_quick_bench_measures_the_matmul_ceiling_and_reports_each_rate_as_a_fraction_of_it(quick_bench):
@@ -92,10 +132,10 @@ def test_quick_bench_measures_the_matmul_ceiling_and_reports_each_rate_as_a_frac
     c = result["ceiling"]
     assert set(c["matmul"]) == {"update shape", "large"}
     assert c["matmul"]["update shape"]["m"] == 32 and c["matmul"]["update shape"]["n"] == 32  # batch x hidden
-    # 2 windows each at the start and at the end; interleaved (after a warm-up window): offline 1 and 2 seeds
-    # (both sizes), online 1 seed with and without the env (update shape only)
+    # 2 windows each at the start and at the end; interleaved: offline 1 and 2 seeds (both sizes, after a
+    # warm-up window), the engine step's component windows (update shape)
     assert c["matmul"]["large"]["windows"] == 4 + 2 * 3
-    assert c["matmul"]["update shape"]["windows"] == 4 + 2 * 3 + 2 * 2
+    assert c["matmul"]["update shape"]["windows"] == 4 + 2 * 3 + 2
     assert all(x["best"] > 0 for x in c["matmul"].values())
     assert c["peak_gflops"] == max(x["best"] for x in c["matmul"].values())
     peak = c["peak_gflops"]
@@ -103,11 +143,10 @@ def test_quick_bench_measures_the_matmul_ceiling_and_reports_each_rate_as_a_frac
         assert r["flops_per_update"] > 1e6  # XLA's cost analysis of one IQL update at the quick shapes
         assert r["fraction_of_ceiling"]["best"] == pytest.approx(r["fused_total"]["best"] * r["flops_per_update"]
                                                                  / (peak * 1e9))
-    (online,) = result["online"]
-    assert online["flops_per_env_step"] > online["flops_per_update"] > 0  # the fused step acts too
-    for mode in ("env", "no_env"):
-        assert online[mode]["fraction_of_ceiling"]["best"] == pytest.approx(
-            online[mode]["env_steps_per_s_total"]["best"] * online["flops_per_env_step"] / (peak * 1e9))
+    d = result["components"]["device"]
+    assert d["flops_per_call"] > 4 * result["offline"][0]["flops_per_update"]  # 4 agents' update + act
+    assert d["fraction_of_ceiling"]["best"] == pytest.approx(
+        d["calls_per_s"]["device_call"]["best"] * d["flops_per_call"] / (peak * 1e9))
     assert 0 < result["act"]["fraction_of_ceiling"]["best"] < result["offline"][0]["fraction_of_ceiling"]["best"]
     assert "total, fraction of ceiling" in md and "ceiling at the peak" in md
 
@@ -119,7 +158,7 @@ def test_markdown_renders_from_the_json_alone(quick_bench):
 
 def _strip_derived(tree):
     if isinstance(tree, dict):
-        return {k: _strip_derived(v) for k, v in tree.items() if k != "fraction_of_ceiling"}
+        return {k: _strip_derived(v) for k, v in tree.items() if k not in ("fraction_of_ceiling", "projection")}
     return [_strip_derived(v) for v in tree] if isinstance(tree, list) else tree
 
 
@@ -129,15 +168,14 @@ def _before_context(md: str) -> str:
 
 def test_markdown_is_rebuilt_from_measured_fields_only(quick_bench):
     """No figure from another machine is a denominator: context values can change and nothing else does;
-    the fractions are recomputed from the measured rate, FLOPs and peak, not read back."""
+    the fractions and the projection are recomputed from the measured fields, not read back."""
     result, md = quick_bench
-    assert not hasattr(bench, "REFERENCE")
     assert result["context"] and all({"figure", "value", "measured"} <= set(c) for c in result["context"])
     other = copy.deepcopy(result)
     for c in other["context"]:
         c["value"] = 123456789.0
     assert _before_context(to_markdown(other)) == _before_context(md)
-    assert to_markdown(_strip_derived(result)) == md  # stored fractions are not what the Markdown prints
+    assert to_markdown(_strip_derived(result)) == md  # stored fractions and projection are not what it prints
 
 
 def test_fraction_of_ceiling_is_rate_times_flops_over_the_peak():
@@ -158,24 +196,88 @@ def test_markdown_prints_each_rate_as_its_fraction_of_the_current_peak(quick_ben
     off = scaled["offline"][0]
     off["fused_total"]["best"] = 0.25 * peak * 1e9 / off["flops_per_update"]
     off["fused_total"]["median"] = 0.10 * peak * 1e9 / off["flops_per_update"]
-    on = scaled["online"][0]
-    on["env"]["env_steps_per_s_total"]["best"] = 0.5 * peak * 1e9 / on["flops_per_env_step"]
-    on["env"]["env_steps_per_s_total"]["median"] = 0.05 * peak * 1e9 / on["flops_per_env_step"]
+    d = scaled["components"]["device"]
+    d["calls_per_s"]["device_call"]["best"] = 0.5 * peak * 1e9 / d["flops_per_call"]
+    d["calls_per_s"]["device_call"]["median"] = 0.05 * peak * 1e9 / d["flops_per_call"]
     act = scaled["act"]
     act["act_per_s"]["best"] = act["act_per_s"]["median"] = 0.0005 * peak * 1e9 / act["flops_per_call"]
     md = to_markdown(scaled)
     assert "| 25% / 10% |" in md.split("## Offline")[1].split("\n")[4]  # the 1-seed row
-    online_rows = md.split("## Online loop")[1].split("### Host time")[0]
-    assert [row for row in online_rows.splitlines() if "| 50% / 5.0% |" in row], online_rows
+    components = md.split("## Per-component costs")[1].split("### Env pools")[0]
+    assert "fraction of ceiling 50% / 5.0%" in components
     assert "fraction of ceiling 0.05% / 0.05%" in md.split("## Action selection")[1]
 
+
+# --- The projection's arithmetic, by hand ---
+
+TOY_SUITE = Suite(tasks=2, seeds=2, time_limits=(100, 200), offline_updates=1000, online_steps=1000, eval_every=100,
+                  interim_episodes=1, headline_episodes=10, episode_fraction=0.5, cores=5, today_transfers=3)
+TOY_MEASURED = Measured(env_ms=1.0, eval_ms=2.0, pack_ms=0.5, bookkeeping_ms=0.25, pack_task_ms=0.2,
+                        bookkeeping_task_ms=0.1, pool_overhead_ms=0.5)
+TOY_ASSUMED = {"device_ms_60": 3.0, "device_ms_10": 1.0, "transfer_ms": 0.25, "offline_device_h": 3600 / 3.6e6}
+MS = 1 / 3.6e6  # hours per millisecond
+
+
+def test_engine_projection_adds_the_serial_step_parts_and_overlaps_evaluation_with_training():
+    """Per seed: offline 9 interim episodes + 10 at the end, online 9 + 10 (step 0) in the background + 10 at the
+    end; an episode is 0.5 T, T = 100 and 200; evaluation jobs are per task (the T = 200 task is the longest)."""
+    e = engine_hours(TOY_SUITE, TOY_MEASURED, TOY_ASSUMED)
+    assert (e["env_workers"], e["envs_per_worker"]) == (4, 1)  # 5 cores - the trainer's; 4 agents
+    assert e["env_phase_ms"] == pytest.approx(1.0 + 0.5)  # one env step + the pool's overhead
+    assert e["step_ms"] == pytest.approx(1.5 + 0.5 + 2 * 0.25 + 3.0)  # envs (bookkeeping hidden), pack, 2 transfers
+    assert e["busy_env_cores"] == pytest.approx(4 * 1.5 / 5.5) and e["eval_procs"] == 2  # one process per task
+    # offline: the T=200 task's 2 seeds x 9 episodes x 100 steps x 2 ms = 3600 ms > all tasks' 5400 ms / 2 processes
+    assert e["offline_eval_h"] == pytest.approx(3600 * MS)
+    assert e["online_eval_h"] == pytest.approx(2 * 19 * 100 * 2.0 * MS)  # 7600 ms
+    assert e["tail_h"] == pytest.approx(2 * 10 * 100 * 2.0 * MS)  # the T=200 task's final headline: 4000 ms
+    assert e["online_train_h"] == pytest.approx(1000 * 5.5 * MS)
+    assert e["offline_h"] == pytest.approx((max(3600, 3600) + 4000) * MS)
+    assert e["online_h"] == pytest.approx((max(5500, 7600) + 4000) * MS)
+    assert e["total_h"] == pytest.approx(19200 * MS)
+    spare = engine_hours(TOY_SUITE, TOY_MEASURED, TOY_ASSUMED, eval_procs=3)  # not per task: spread over free cores
+    free = 5 - 1 - 4 * 1.5 / 5.5
+    assert spare["eval_procs"] == pytest.approx(free)
+    assert spare["online_eval_h"] == pytest.approx(2 * 19 * 150 * 2.0 / free * MS)
+    assert spare["total_h"] == pytest.approx((3600 + 4000 + 5500 + 4000) * MS)
+
+
+def test_todays_design_projection_runs_tasks_one_after_another_and_blocks_on_every_evaluation():
+    t = today_hours(TOY_SUITE, TOY_MEASURED, TOY_ASSUMED)
+    assert t["step_ms"] == pytest.approx(2 * 1.0 + 0.2 + 0.1 + 3 * 0.25 + 1.0)  # 2 envs serially, 3 transfers
+    assert t["online_train_h"] == pytest.approx(2 * 1000 * 4.05 * MS)  # 2 tasks one after another
+    assert t["offline_eval_h"] == pytest.approx(2 * 19 * 150 * 2.0 * MS)  # 19 episodes per seed, 0.5 x (100 + 200)
+    assert t["online_eval_h"] == pytest.approx(2 * 29 * 150 * 2.0 * MS)
+    assert t["total_h"] == pytest.approx((3600 + 11400 + 8100 + 17400) * MS)
+
+
+def test_projection_takes_its_measured_inputs_from_the_components_best_windows():
+    comp = {"env_step": {"steps_per_s": {"best": 4000.0}}, "eval": {"ms_per_env_step": {"best": 0.3}},
+            "host": {"6x10": {"agents": 60, "pack_step": {"best": 10000.0}, "bookkeeping": {"best": 20000.0}},
+                     "1x10": {"agents": 10, "pack_step": {"best": 40000.0}, "bookkeeping": {"best": 50000.0}}},
+            "pools": [{"envs": 60, "env": "null", "pool": "EnvPool(1)", "steps_per_s": {"best": 2000.0}},
+                      {"envs": 60, "env": "null", "pool": "EnvPool(2)", "steps_per_s": {"best": 5000.0}},
+                      {"envs": 6, "env": "null", "pool": "EnvPool(2)", "steps_per_s": {"best": 9000.0}},
+                      {"envs": 60, "env": "ant", "pool": "EnvPool(2)", "steps_per_s": {"best": 50.0}},
+                      {"envs": 60, "env": "null", "pool": "LocalEnvs", "steps_per_s": {"best": 9000.0}}]}
+    m = measured_inputs(comp)
+    assert m == Measured(env_ms=0.25, eval_ms=0.3, pack_ms=0.1, bookkeeping_ms=0.05, pack_task_ms=0.025,
+                         bookkeeping_task_ms=0.02, pool_overhead_ms=0.2)  # EnvPool(2), NullEnv, 60 envs
+    p = projection(comp)
+    assert p["measured"]["env_ms"] == 0.25 and set(p["engine"]) == set(p["today"]) == {"low", "high"}
+    assert p["engine"]["low"]["total_h"] <= p["engine"]["high"]["total_h"]  # slower GPU and transfers, longer run
+    assert p["today"]["low"]["total_h"] < p["today"]["high"]["total_h"]
+    md = "\n".join(report.projection_markdown(p))
+    assert "1.5-2.5 ms" in md and "0.24-0.63 h" in md  # every assumption is named with its range
+
+
+# --- The reference side by side ---
 
 def _fake_side_by_side(monkeypatch, project_rates, reference_rates, reps=4):
     """bench_side_by_side with scripted rates (calls per 1 s window) for both sides; returns (result, order)."""
     order = []
-    sides = {name: (f"fn-{name}", 1, 1e9) for name in bench.SIDE_FIGURES}
-    monkeypatch.setattr(bench, "_project_side", lambda bc, config: {"sides": sides, "compile_s": {},
-                                                                    "buffer_capacity": 10})
+    sides = {name: (f"fn-{name}", 1, 1e9) for name in reference.SIDE_FIGURES}
+    monkeypatch.setattr(reference, "project_side", lambda bc, config: {"sides": sides, "compile_s": {},
+                                                                       "buffer_capacity": 10})
     count = {"p": 0}
 
     def project_window(fn, seconds):
@@ -192,9 +294,9 @@ def _fake_side_by_side(monkeypatch, project_rates, reference_rates, reps=4):
             self.calls[threads] += 1
             return reference_rates[threads][(self.calls[threads] - 1) % reps], 1.0
 
-    monkeypatch.setattr(bench, "_project_window", project_window)
+    monkeypatch.setattr(reference, "project_window", project_window)
     bc = BenchConfig.quick_config(reference_reps=reps)
-    return bench.bench_side_by_side(bc, None, Worker(), [1, 2], log=lambda s: None), order
+    return reference.bench_side_by_side(bc, None, Worker(), [1, 2], log=lambda s: None), order
 
 
 def test_side_by_side_alternates_windows_and_divides_by_the_faster_reference(monkeypatch):
@@ -207,10 +309,10 @@ def test_side_by_side_alternates_windows_and_divides_by_the_faster_reference(mon
     assert fig["ratio"]["median"] == pytest.approx(105 / 50)
     assert fig["ratio_range"] == pytest.approx([1.5, 2.2])  # per rep: 100/50, 120/80, 90/60, 110/50
     result = {"side_by_side": sbs, "ceiling": {"peak_gflops": 1000.0}}
-    md = "\n".join(bench.side_by_side_markdown(sbs, 1000.0))
+    md = "\n".join(report.side_by_side_markdown(sbs, 1000.0))
     assert "| **1.50x** / 2.10x | 1.50-2.20x | 1 | 12% / 8.0% |" in md  # fraction = 120 x 1 GFLOP / 1000 GFLOP/s
     assert "- a patch" in md and "b0ae11e" in md
-    bench.attach_fractions(result)
+    report.attach_fractions(result)
     assert fig["project"]["fraction_of_ceiling"]["best"] == pytest.approx(0.12)
 
 
@@ -272,8 +374,8 @@ def test_reference_worker_speaks_one_json_line_per_window_and_reports_worker_err
 
 
 def test_initialisers_fall_back_to_plain_jit_when_xla_lacks_the_fast_compile_options(monkeypatch):
-    monkeypatch.setitem(bench.FAST_COMPILE, "no_such_option_in_any_xla", True)  # as jax 0.12 with the CPU options
-    np.testing.assert_array_equal(bench._fast_jit(lambda x: x + 1)(jnp.ones(2)), [2.0, 2.0])
+    monkeypatch.setitem(problem.FAST_COMPILE, "no_such_option_in_any_xla", True)  # as jax 0.12 with the CPU options
+    np.testing.assert_array_equal(problem.fast_jit(lambda x: x + 1)(jnp.ones(2)), [2.0, 2.0])
 
 
 def test_reference_patches_must_match_exactly_once():
@@ -292,9 +394,19 @@ def test_scaling_check_compares_the_largest_seed_count_with_n_times_one_seed():
 
 
 def test_cli_parses_seed_lists_and_rejects_unknown_parts():
-    bc = parse_args(["--seeds", "1,10", "--online-seeds", "1", "--skip", "act", "--out", "x"])
-    assert bc.seeds == [1, 10] and bc.online_seeds == [1] and bc.skip == ["act"] and not bc.quick
+    bc = parse_args(["--seeds", "1,10", "--skip", "act", "--out", "x"])
+    assert bc.seeds == [1, 10] and bc.skip == ["act"] and not bc.quick
+    assert bc.engine_sizes == ["1x3", "3x3", "6x10"] and bc.acceptance == "1x10"  # defaults
     assert not bc.reference and bc.reference_commit == "b0ae11e"
+    bc = parse_args(["--engine-sizes", "2x5,6x10", "--engine-hidden", "256,256", "--acceptance", "", "--suite",
+                     "3x4", "--pool-envs", "6,60", "--engine-reps", "1"])
+    assert (bc.engine_sizes, bc.engine_hidden, bc.acceptance, bc.suite_tasks, bc.suite_seeds, bc.pool_envs,
+            bc.engine_reps) == (["2x5", "6x10"], (256, 256), "", 3, 4, [6, 60], 1)
+    # the old online options keep old command lines working: seed counts at 1 task, no env; the old window
+    # length has no counterpart (the engine's window is set by its evaluation cadence)
+    bc = parse_args(["--online-seeds", "1,10", "--online-steps", "6", "--env", "none"])
+    assert bc.engine_sizes == ["1x1", "1x10"] and bc.engine_eval_every == BenchConfig().engine_eval_every
+    assert {"online", "components"} <= set(bc.skip)
     bc = parse_args(["--reference", "auto", "--reference-src", "/src", "--reference-threads", "1,4",
                      "--reference-window", "2", "--reference-reps", "6", "--skip", "reference"])
     assert (bc.reference, bc.reference_src, bc.reference_threads, bc.reference_window_s, bc.reference_reps,
@@ -306,6 +418,9 @@ def test_cli_parses_seed_lists_and_rejects_unknown_parts():
         parse_args(["--seeds", "0,2"])
     with pytest.raises(SystemExit):
         parse_args(["--algos", "offline"])
+    for bad in (["--engine-sizes", "6by10"], ["--engine-eval-every", "300"], ["--env", "AntMaze_UMaze-v4"]):
+        with pytest.raises(SystemExit):  # not TASKSxSEEDS; the window must end on a log row; the engine's env only
+            parse_args(bad)
 
 
 # --- The optimised core keeps the numbers ---

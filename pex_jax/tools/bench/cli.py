@@ -185,17 +185,20 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     e.add_argument("--engine-eval-episodes", type=int, help="episodes per evaluation (default 1)")
     e.add_argument("--engine-log-every", type=int, help="env steps between log rows (default 250)")
     e.add_argument("--engine-warmup", type=int, help="env steps before the timed window (default 500)")
-    e.add_argument("--engine-cycles", type=int, help="evaluation intervals in the timed window (default 2)")
+    e.add_argument("--engine-cycles", type=int, help="evaluation intervals in the timed window (default 1)")
     e.add_argument("--engine-reps", type=int, help="runs per mode, alternating (default 2)")
     e.add_argument("--engine-env-workers", type=int, help="env_workers of the 'workers on' runs (default -1)")
     e.add_argument("--engine-eval-workers", type=int, help="eval_workers of the 'workers on' runs (default -1)")
+    e.add_argument("--engine-lanes", type=int,
+                   help="pipeline_lanes of the 'workers on' runs (default: the engine's)")
     e.add_argument("--engine-data-steps", type=int, help="rows of each generated AntMaze dataset (default 10000)")
     e.add_argument("--suite", help="TASKSxSEEDS of the per-component shapes (default 6x10)")
     e.add_argument("--pool-envs", type=_int_list, help="env counts of the pool comparison (default 6,30,60)")
     e.add_argument("--pool-workers", type=_int_list, help="EnvPool worker counts (default 1, cores - 1, cores)")
     old = p.add_argument_group("options of the bench before the engine, kept for old command lines")
     old.add_argument("--online-seeds", type=_int_list, help="same as --engine-sizes 1xS,... for each S")
-    old.add_argument("--online-steps", type=int, help="same as --engine-eval-every")
+    old.add_argument("--online-steps", type=int, help="ignored: the engine's window is set by --engine-eval-every, "
+                                                       "--engine-warmup and --engine-cycles")
     old.add_argument("--env", help="'none': same as --skip online,components")
     r = p.add_argument_group("the reference PyTorch PEX, side by side (make bench-reference)")
     r.add_argument("--reference", default="", metavar="PYTHON",
@@ -229,7 +232,8 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     if a.online_seeds:
         overrides["engine_sizes"] = [f"1x{s}" for s in a.online_seeds]
     if a.online_steps is not None:
-        overrides["engine_eval_every"] = a.online_steps
+        print("note: --online-steps is ignored; the engine's window is set by --engine-eval-every, --engine-warmup "
+              "and --engine-cycles", file=sys.stderr)
     if a.suite:
         try:
             overrides["suite_tasks"], overrides["suite_seeds"] = parse_size(a.suite)
@@ -249,7 +253,7 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     for name in ("seeds", "updates", "reps", "tasks", "dataset_size", "buffer_capacity", "engine_sizes",
                  "engine_hidden", "acceptance_hidden", "engine_eval_every", "engine_eval_episodes", "engine_log_every",
                  "engine_warmup", "engine_cycles", "engine_reps", "engine_env_workers", "engine_eval_workers",
-                 "engine_data_steps", "pool_envs", "pool_workers"):
+                 "engine_lanes", "engine_data_steps", "pool_envs", "pool_workers"):
         if getattr(a, name) is not None:
             overrides[name] = getattr(a, name)
     bc = BenchConfig.quick_config(**overrides) if a.quick else BenchConfig(**overrides)

@@ -34,7 +34,7 @@ from pex_jax.runner.online import EpisodeStats, insert_packed, make_engine_step,
 from pex_jax.runner.workers import EnvPool, EnvSlot, LocalEnvs, StepResult, make_slot_env, step_one
 from pex_jax.tools.bench.antmaze import LocalAntMaze
 from pex_jax.tools.bench.ceiling import cost_flops
-from pex_jax.tools.bench.config import BenchConfig
+from pex_jax.tools.bench.config import BenchConfig, parse_size
 from pex_jax.tools.bench.envs import ACT_DIM, OBS_DIM, null_spec, vector_member
 from pex_jax.tools.bench.harness import alternate, compile_timed, rate_stats, usable_cores
 from pex_jax.tools.bench.problem import box_dims, init_online_states, keys, make_config, synthetic_dataset
@@ -104,11 +104,12 @@ def _per_call_window(fn: Callable[[], float], seconds: float) -> float:
     return calls / spent
 
 
-def bench_device(bc: BenchConfig, algo: str, extra_windows: dict | None = None) -> dict:
-    """The device call, the insert and the two transfers at the suite's shapes; `extra_windows` (the
+def bench_device(bc: BenchConfig, algo: str, tasks: int, seeds: int, hidden: tuple[int, ...],
+                 dataset_rows: int | None = None, extra_windows: dict | None = None) -> dict:
+    """The device call, the insert and the two transfers for tasks x seeds agents; `extra_windows` (the
     ceiling's matmul) join the alternation."""
-    config = make_config(bc)
-    stepper = EngineStepper(bc, config, algo, bc.suite_tasks, bc.suite_seeds)
+    config = make_config(bc, hidden)
+    stepper = EngineStepper(bc, config, algo, tasks, seeds, dataset_rows=dataset_rows)
     packed = stepper.upload(stepper.packed_host)
 
     def timed(fn: Callable[[], object]) -> Callable[[], float]:
@@ -140,7 +141,7 @@ def bench_device(bc: BenchConfig, algo: str, extra_windows: dict | None = None) 
     windows.update(extra_windows or {})
     alternate(windows, bc.reps)
     out = {k: rate_stats(v) for k, v in rates.items()}
-    return {"tasks": bc.suite_tasks, "seeds": bc.suite_seeds, "agents": stepper.n_agents,
+    return {"tasks": tasks, "seeds": seeds, "agents": stepper.n_agents,
             "hidden": list(config.hidden_dims), "batch": config.batch_size, "utd": int(config.utd), "algo": algo,
             "dataset_rows": stepper.dataset_rows, "buffer_rows": stepper.capacity, "flops_per_call": stepper.flops,
             "upload_shape": list(stepper.packed_host.shape), "download_shape": list(stepper.out.shape),
@@ -311,11 +312,16 @@ def bench_components(bc: BenchConfig, data: LocalAntMaze, extra_windows: dict | 
     """Every component; `extra_windows` (the ceiling's matmul) join the device windows."""
     algo = bc.algos[0]
     task, info = data.info(data.names(1)[0])
-    result = {"device": bench_device(bc, algo, extra_windows)}
+    result = {"device": bench_device(bc, algo, bc.suite_tasks, bc.suite_seeds, bc.hidden_dims,
+                                     extra_windows=extra_windows)}
     d = result["device"]["calls_per_s"]
     log(f"components: engine step {result['device']['agents']} agents {1e3 / d['device_call']['best']:.2f} ms, insert "
         f"{1e3 / d['insert']['best']:.3f} ms, upload {1e3 / d['upload']['best']:.3f} ms, download "
         f"{1e3 / d['download']['best']:.3f} ms")
+    if bc.acceptance:  # the acceptance case's device call: what workers cannot hide
+        tasks, seeds = parse_size(bc.acceptance)
+        result["device_acceptance"] = bench_device(bc, algo, tasks, seeds, bc.acceptance_hidden,
+                                                   dataset_rows=max(bc.engine_data_steps, bc.batch_size))
     result["host"] = bench_host(bc)
     result["env_step"] = bench_env_step(bc, task)
     log(f"components: one {task.name} env step {1e3 / result['env_step']['steps_per_s']['best']:.3f} ms")

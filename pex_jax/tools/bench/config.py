@@ -61,10 +61,11 @@ class BenchConfig:
     engine_eval_episodes: int = 1  # episodes per evaluation, headline ones included
     engine_log_every: int = 250  # env steps between the engine's log rows (the window's clock)
     engine_warmup: int = 500  # env steps before the timed window (compiles, worker start-up, step-0 evaluation)
-    engine_cycles: int = 2  # evaluation intervals in the timed window
+    engine_cycles: int = 1  # evaluation intervals in the timed window
     engine_reps: int = 2  # runs per mode, alternating (A B B A)
     engine_env_workers: int = -1  # "workers on": the engine's --config.env_workers (-1 = all cores but one)
     engine_eval_workers: int = -1  # "workers on": --config.eval_workers
+    engine_lanes: int = 0  # "workers on": --config.pipeline_lanes (0: the engine's default)
     engine_data_steps: int = 10_000  # rows of each generated local AntMaze dataset
     engine_data_episode_steps: int = 1_000
     # Per-component costs at the suite's shapes (6 AntMaze tasks x 10 seeds).

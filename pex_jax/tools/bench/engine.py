@@ -1,10 +1,10 @@
 """The online engine's whole online phase, timed through the real entry point: `pex_jax.finetune.finetune`
 on local AntMaze datasets (the D4RL AntMaze env), with workers off and on, in alternating runs.
 
-- **Workers off** (the baseline): `--config.env_workers=0 --config.eval_workers=0`, the envs stepped in
-  the trainer and every evaluation blocking it.
-- **Workers on**: the engine's defaults (`-1`: all cores but one), envs in `EnvPool` worker processes and
-  evaluation in a background pool.
+- **Workers off** (the baseline, the loop before the engine): `--config.env_workers=0 --config.eval_workers=0
+  --config.pipeline_lanes=1`, the envs stepped in the trainer, every evaluation blocking it, nothing overlapped.
+- **Workers on**: the engine's defaults (`-1`: all cores but one; its default pipeline lanes), envs in
+  `EnvPool` worker processes and evaluation in a background pool.
 
 Each run starts from offline states saved where `python -m pex_jax.pretrain` saves them, at initialisation
 (speed does not depend on the values; with untrained policies every episode runs to the time limit).
@@ -38,6 +38,7 @@ import jax
 
 from pex_jax import checkpoint
 from pex_jax.agents.algorithms import Dims, init_offline_state
+from pex_jax.config import default_config
 from pex_jax.finetune import finetune
 from pex_jax.pretrain import task_configs
 from pex_jax.runner.cli import validate_config
@@ -105,11 +106,17 @@ def window_rate(rows: list[dict], start: int, end: int) -> tuple[float, float]:
 def _overrides(bc: BenchConfig, case: EngineCase, mode: str, algo: str) -> dict:
     c = cadence(bc)
     workers = (0, 0) if mode == "baseline" else (bc.engine_env_workers, bc.engine_eval_workers)
-    return {"seeds": f"0-{case.seeds - 1}", "algo": algo, "hidden_dims": tuple(case.hidden),
-            "batch_size": bc.batch_size, "online_steps": c["online_steps"], "online_eval_every": c["eval_every"],
-            "log_every": c["log_every"], "learning_starts": 0, "eval_episodes": c["episodes"],
-            "interim_eval_episodes": c["episodes"], "eval_parallel_envs": c["episodes"], "checkpoint_every": 0,
-            "progress": False, "wandb.enabled": False, "env_workers": workers[0], "eval_workers": workers[1]}
+    out = {"seeds": f"0-{case.seeds - 1}", "algo": algo, "hidden_dims": tuple(case.hidden),
+           "batch_size": bc.batch_size, "online_steps": c["online_steps"], "online_eval_every": c["eval_every"],
+           "log_every": c["log_every"], "learning_starts": 0, "eval_episodes": c["episodes"],
+           "interim_eval_episodes": c["episodes"], "eval_parallel_envs": c["episodes"], "checkpoint_every": 0,
+           "progress": False, "wandb.enabled": False, "env_workers": workers[0], "eval_workers": workers[1]}
+    if "pipeline_lanes" in default_config():  # the engine's overlap of one share of seeds' envs with another's updates
+        if mode == "baseline":
+            out["pipeline_lanes"] = 1
+        elif bc.engine_lanes:
+            out["pipeline_lanes"] = bc.engine_lanes
+    return out
 
 
 def run_once(bc: BenchConfig, case: EngineCase, mode: str, run_dir: Path, algo: str = "pex") -> dict:
@@ -138,6 +145,7 @@ def run_once(bc: BenchConfig, case: EngineCase, mode: str, run_dir: Path, algo: 
     timing = json.loads((task_dir / "summary.json").read_text())["timing"]
     env_workers = 0 if mode == "baseline" else default_workers(bc.engine_env_workers, case.agents)
     return {"mode": mode, "env_workers": env_workers, "eval_workers": timing["eval_workers"],
+            "pipeline_lanes": int(configs[0].get("pipeline_lanes", 1)),
             "window_s": seconds, "steps_per_s": rate, "agent_steps_per_s": rate * case.agents,
             "finetune_s": wall, "online_wall_s": timing["wall_s"], "eval_s": timing["eval_s"],
             "eval_blocking_s": timing["eval_blocking_s"], "eval_env_steps": timing["eval_env_steps"]}
@@ -193,7 +201,8 @@ def bench_engine(bc: BenchConfig, data: LocalAntMaze, work: Path, log: Callable[
     done = {c: bench_case(bc, c, work, log, algo) for c in sizes}
     result: dict = {"cadence": cadence(bc), "cases": [done[c] for c in sizes], "cores": usable_cores(),
                     "workers_requested": {"env_workers": bc.engine_env_workers,
-                                          "eval_workers": bc.engine_eval_workers}}
+                                          "eval_workers": bc.engine_eval_workers,
+                                          "pipeline_lanes": bc.engine_lanes or "default"}}
     if acceptance is not None:
         measured = done.get(acceptance) or bench_case(bc, acceptance, work, log, algo)
         result["acceptance"] = {**measured, "target": bc.acceptance_target,

@@ -8,6 +8,7 @@ best window is the one least disturbed by other processes; the median says how t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import resource
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# The engine's modules: their hashes go with every run (the working tree may be ahead of the commit).
+ENGINE_FILES = ("online.py", "workers.py", "evaluation.py")
 
 
 def stats(seconds: Sequence[float], work: float) -> dict[str, float]:
@@ -98,16 +102,23 @@ def machine_info() -> dict:
                 break
     except OSError:
         pass
+    here = Path(__file__).parent
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=5, cwd=Path(__file__).parent).stdout.strip()
+                                timeout=5, cwd=here).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                    text=True, timeout=5, cwd=here).stdout.strip())
     except (OSError, subprocess.SubprocessError):
-        commit = ""
+        commit, dirty = "", None
+    runner = here.parents[1] / "runner"
+    engine_files = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+                    for p in sorted(runner.glob("*.py")) if p.name in ENGINE_FILES}
     return {
         "platform": dev.platform, "device_kind": dev.device_kind, "device_count": jax.device_count(),
         "cpu": cpu, "cpu_count": os.cpu_count(), "cpu_affinity": usable_cores(),
         "jax": jax.__version__, "python": sys.version.split()[0], "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "git_commit": commit, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "git_commit": commit, "git_dirty": dirty, "engine_files_sha256": engine_files,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
 
 
