@@ -57,13 +57,14 @@ NEEDED_MODULES = ("jax", "flax", "optax", "chex", "ml_collections", "numpy", "gy
 # Sizes: "full" on an accelerator (the acceptance), "small" on a CPU (same code paths, minutes).
 PROFILES = {
     "full": {
-        "bench": ["--algos", "pex"],
+        "bench": ["--algos", "pex", "--skip", "online", "--pool-envs", "60"],
         "pretrain": {"tasks": "umaze,medium", "seeds": "0-9", "n_seeds": 10, "steps": 5000, "per_call": 1000,
                      "data_steps": 10000},
         "timeouts": {"tests": 180, "bench": 300, "pretrain": 180},
     },
     "small": {
-        "bench": ["--algos", "pex", "--updates", "20", "--online-steps", "6", "--reps", "1", "--tasks", "2",
+        "bench": ["--algos", "pex", "--skip", "online", "--pool-envs", "60", "--updates", "20", "--reps", "1",
+                  "--tasks", "2",
                   "--dataset-size", "50000", "--buffer-capacity", "20000"],
         "pretrain": {"tasks": "umaze,medium", "seeds": "0-1", "n_seeds": 2, "steps": 500, "per_call": 250,
                      "data_steps": 5000},

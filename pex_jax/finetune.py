@@ -124,7 +124,7 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
         if saved:
             print(f"resuming finetune {[c.task for c in configs]} from {saved.name}", flush=True)
         tasks, infos, targets, offline = [], [], [], []
-        template = jax.vmap(lambda k: init_offline_state(k, dims, config))(seed_keys(seeds, INIT_STREAM))
+        template = jax.jit(jax.vmap(lambda k: init_offline_state(k, dims, config)))(seed_keys(seeds, INIT_STREAM))
         expect = {k: v for k, v in offline_meta(config, seeds, dims).items() if k not in ("seeds", "dataset_id")}
         for i, (c, (transitions, info)) in enumerate(zip(configs, loaded, strict=True)):
             with c.unlocked():

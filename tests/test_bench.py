@@ -109,7 +109,7 @@ def test_quick_bench_reports_each_component_of_an_engine_step(quick_bench):
     # NullEnv steps cost next to nothing, so in-process stepping of it is far faster than of the ant
     local = {env: pools[(2, env, "LocalEnvs")]["steps_per_s"]["best"] for env in ("null", "ant")}
     assert local["null"] > local["ant"]
-    assert "### Env pools" in md and "within 2 h at the high end" in md.split("## Projection")[1]
+    assert "### Env pools" in md and "2 h over the whole range" in md.split("## Projection")[1]  # toy: far above
 
 
 def test_quick_bench_reports_act_multitask_compile_memory_and_device(quick_bench):
