@@ -129,6 +129,8 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
         for i, (c, (transitions, info)) in enumerate(zip(configs, loaded, strict=True)):
             with c.unlocked():
                 c.run_dir = str(dirs[c.task])
+                if spec.warm_start != "none":  # recorded as a single-task run records it (reports follow it)
+                    c.offline_checkpoint = str(_offline_source(c, run_dir))
             task = task_for_dataset(info)
             check_task(task, info)
             record = run_record(c, task, info)
