@@ -31,8 +31,8 @@ from pex_jax.agents.pex_sac import check_action_bounds
 from pex_jax.data.sources import load_transitions
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
-from pex_jax.pretrain import _update_fields, task_configs
-from pex_jax.runner.cli import absl_main, validate_config
+from pex_jax.pretrain import _update_fields
+from pex_jax.runner.cli import tasks_main, validate_config
 from pex_jax.runner.common import (
     INIT_STREAM,
     SCORE_NAMES,
@@ -163,13 +163,12 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
         evals = EvalScheduler(targets, default_eval_workers(int(config.eval_workers)), float(config.worker_timeout))
         guard.callback(evals.close)
         t_run = time.perf_counter()
-        ended, failing = None, 0
         try:
             run_online(spec, config, seeds, dims, tasks, offline_states, evals, group_dir,
                        int(config.offline_steps) if spec.offline_phase else 0,
                        resume_from=(raw, host) if raw is not None else None, stop=stop)
         except BaseException as e:
-            ended, failing = e, getattr(e, "task_index", 0)
+            failing = getattr(e, "task_index", 0)  # the task whose check failed
             status, detail = end_status(e)
             for i, ot in enumerate(tasks):
                 if status == DIVERGED and i != failing:
@@ -182,7 +181,6 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
         summaries = {}
         for ot, info in zip(tasks, infos, strict=True):
             summaries[ot.config.task] = finish_task(ot, info, seeds, spec, timing(wall, evals))
-        assert ended is None
         return summaries
 
 
@@ -214,22 +212,7 @@ def finish_task(ot: OnlineTask, info, seeds: list[int], spec, timing_info: dict)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from absl import flags
-    from ml_collections import config_flags
-
-    if "tasks" not in flags.FLAGS:
-        flags.DEFINE_string("tasks", None, "comma-separated tasks of the config file, e.g. umaze,medium-play")
-
-    def body(flag_values) -> None:
-        if flag_values.config is None or not flag_values.tasks:
-            raise ConfigError("pass --config=experiments/configs/<domain>.py and --tasks=<task>,<task>,...")
-        overrides = dict(config_flags.get_override_values(flag_values["config"]))
-        run_dir = Path(overrides.pop("run_dir", "") or Path("runs") / "finetune" / time.strftime("%Y%m%d-%H%M%S"))
-        configs = task_configs(config_flags.get_config_filename(flag_values["config"]),
-                               [t for t in flag_values.tasks.split(",") if t], overrides)
-        finetune(configs, run_dir, resume=configs[0].resume == "auto")
-
-    return absl_main(argv, body)
+    return tasks_main(argv, lambda configs, run_dir, resume: finetune(configs, run_dir, resume=resume), "finetune")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import importlib.util
 import json
 import os
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from pex_jax.data.sources import load_transitions
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
 from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets
-from pex_jax.runner.cli import absl_main, validate_config
+from pex_jax.runner.cli import tasks_main, validate_config
 from pex_jax.runner.common import (
     INIT_STREAM,
     OFFLINE_STREAM,
@@ -337,22 +336,7 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
 
 
 def main(argv: list[str] | None = None) -> int:
-    from absl import flags
-    from ml_collections import config_flags
-
-    if "tasks" not in flags.FLAGS:
-        flags.DEFINE_string("tasks", None, "comma-separated tasks of the config file, e.g. umaze,medium-play")
-
-    def body(flag_values) -> None:
-        if flag_values.config is None or not flag_values.tasks:
-            raise ConfigError("pass --config=experiments/configs/<domain>.py and --tasks=<task>,<task>,...")
-        overrides = dict(config_flags.get_override_values(flag_values["config"]))
-        run_dir = Path(overrides.pop("run_dir", "") or Path("runs") / "pretrain" / time.strftime("%Y%m%d-%H%M%S"))
-        configs = task_configs(config_flags.get_config_filename(flag_values["config"]),
-                               [t for t in flag_values.tasks.split(",") if t], overrides)
-        pretrain(configs, run_dir, resume=configs[0].resume == "auto")
-
-    return absl_main(argv, body)
+    return tasks_main(argv, lambda configs, run_dir, resume: pretrain(configs, run_dir, resume=resume), "pretrain")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Algorithms (pex, direct, buffer, scratch, offline over `IQLState`; pex_sac, sac over SAC states).
 
-`make_offline_chunk` and `make_online_step` return single-seed functions; the runner wraps
+`make_offline_chunk` and `online_step` return single-seed functions; the runner wraps
 them in `jax.jit(jax.vmap(...))` so that all seeds advance in one device call.
 """
 
@@ -235,28 +235,30 @@ def over_seeds(fn: Callable, in_axes: tuple[int | None, ...], sequential: bool |
     return looped
 
 
-def make_online_step(spec: AlgoSpec, config, with_update: bool):
-    """Seed-batched step after the insert: run `utd` updates (if `with_update`), then act on `obs`.
+def online_step(spec: AlgoSpec, config, with_update: bool):
+    """One seed's step after the insert: run `utd` updates (if `with_update`), then act on `obs`.
 
     Update and action selection share one device call per env step; the host only receives the
     actions. The insert (`ReplayBuffer.insert`) is a separate donated call: fused into this one,
     XLA sometimes copies the whole buffer every step to keep the gathers and the in-place write
     apart (seen as full-buffer `copy` ops in the HLO; 10x slower at 1M capacity).
-    Signature: (states, online_data, online_size, keys, obs, dataset) -> (states, keys, actions, choices, metrics).
-    Seeds stay vmapped even on CPU: with one update per call, `over_seeds`' loop would copy every
-    seed's state in and out per update, which cost more than the cache locality gained (measured).
+    Signature: (state, online_data, online_size, key, obs, dataset, dataset_rows=None)
+    -> (state, key, action, choice, metrics); `dataset_rows` limits a padded dataset to its own rows.
+    The engine (`pex_jax.runner.online`) vmaps it over seeds and tasks. Seeds stay vmapped even on
+    CPU: with one update per call, `over_seeds`' loop would copy every seed's state in and out per
+    update, which cost more than the cache locality gained (measured).
     """
     update = update_fn(spec, config)
     batch_size, ratio, utd = config.batch_size, spec.offline_ratio, config.utd
 
     def per_seed(state: IQLState, online: Batch, online_size: jax.Array, key: jax.Array, obs: jax.Array,
-                 dataset: Batch):
+                 dataset: Batch, dataset_rows: jax.Array | None = None):
         metrics = {}
         if with_update:
             def body(carry, _):
                 state, key = carry
                 key, k_batch, k_update = jax.random.split(key, 3)
-                batch = mixed_batch(k_batch, dataset, online, online_size, batch_size, ratio)
+                batch = mixed_batch(k_batch, dataset, online, online_size, batch_size, ratio, dataset_rows)
                 state, m = update(state, batch, k_update)
                 return (state, key), m
 
@@ -267,4 +269,10 @@ def make_online_step(spec: AlgoSpec, config, with_update: bool):
         action, choice = act(spec, state, k_act, obs, config, evaluate=False)
         return state, key, action, choice, metrics
 
-    return jax.vmap(per_seed, in_axes=(0, 0, None, 0, 0, None))
+    return per_seed
+
+
+def make_online_step(spec: AlgoSpec, config, with_update: bool):
+    """`online_step` vmapped over seeds sharing one dataset:
+    (states, online_data, online_size, keys, obs, dataset) -> (states, keys, actions, choices, metrics)."""
+    return jax.vmap(online_step(spec, config, with_update), in_axes=(0, 0, None, 0, 0, None))

@@ -86,6 +86,32 @@ def absl_main(argv: list[str] | None, body: Callable[[Any], None]) -> int:
     return 0
 
 
+def tasks_main(argv: list[str] | None, body: Callable[[list, Any, bool], Any], default_dir: str) -> int:
+    """CLI of the multi-task commands: `--config=<file> --tasks=a,b` plus `--config.x=v` overrides applied
+    to every task's config; calls `body(configs, run_dir, resume)`."""
+    import time
+    from pathlib import Path
+
+    from absl import flags
+    from ml_collections import config_flags
+
+    from pex_jax.pretrain import task_configs
+
+    if "tasks" not in flags.FLAGS:
+        flags.DEFINE_string("tasks", None, "comma-separated tasks of the config file, e.g. umaze,medium-play")
+
+    def run(flag_values) -> None:
+        if flag_values.config is None or not flag_values.tasks:
+            raise ConfigError("pass --config=experiments/configs/<domain>.py and --tasks=<task>,<task>,...")
+        overrides = dict(config_flags.get_override_values(flag_values["config"]))
+        run_dir = Path(overrides.pop("run_dir", "") or Path("runs") / default_dir / time.strftime("%Y%m%d-%H%M%S"))
+        configs = task_configs(config_flags.get_config_filename(flag_values["config"]),
+                               [t for t in flag_values.tasks.split(",") if t], overrides)
+        body(configs, run_dir, configs[0].resume == "auto")
+
+    return absl_main(argv, run)
+
+
 def define_config_flag() -> None:
     """`--config=<file>[:<task>]` with `--config.<field>=<value>` overrides, once per process."""
     from absl import flags

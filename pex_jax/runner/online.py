@@ -36,10 +36,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pex_jax import checkpoint
-from pex_jax.agents.algorithms import AlgoSpec, Dims, act, finite_flag, init_offline_state, init_online_state, update_fn
+from pex_jax.agents.algorithms import AlgoSpec, Dims, act, init_offline_state, init_online_state, online_step
 from pex_jax.agents.iql import Batch
 from pex_jax.data import transform_rewards
-from pex_jax.data.replay import ReplayBuffer, mixed_batch
+from pex_jax.data.replay import ReplayBuffer
 from pex_jax.multitask import stack_datasets
 from pex_jax.rollout import goal_terminals
 from pex_jax.runner.common import (
@@ -83,26 +83,7 @@ def make_engine_step(spec: AlgoSpec, config, with_update: bool):
     datasets and their row counts. `packed` holds [reward, terminal, final obs, next obs] per agent;
     `out` is [action, choice] per agent.
     """
-    update = update_fn(spec, config)
-    batch_size, ratio, utd = config.batch_size, spec.offline_ratio, config.utd
-
-    def per_seed(state, online: Batch, online_size, key, obs, dataset: Batch, rows):
-        metrics = {}
-        if with_update:
-            def body(carry, _):
-                state, key = carry
-                key, k_batch, k_update = jax.random.split(key, 3)
-                batch = mixed_batch(k_batch, dataset, online, online_size, batch_size, ratio, rows)
-                state, m = update(state, batch, k_update)
-                return (state, key), m
-
-            (state, key), metrics = jax.lax.scan(body, (state, key), None, length=utd)
-            metrics = jax.tree.map(jnp.mean, metrics)
-            metrics["finite"] = finite_flag(state, metrics)
-        key, k_act = jax.random.split(key)
-        action, choice = act(spec, state, k_act, obs, config, evaluate=False)
-        return state, key, action, choice, metrics
-
+    per_seed = online_step(spec, config, with_update)  # the same per-seed math as a single-task step
     over_seeds = jax.vmap(per_seed, in_axes=(0, 0, None, 0, 0, None, None))
     over_tasks = jax.vmap(over_seeds, in_axes=(0, 0, None, 0, 0, 0, 0))
 
