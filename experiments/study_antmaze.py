@@ -32,6 +32,14 @@ SCALE = [
     "--config.eval_episodes=30", "--config.interim_eval_episodes=10",
 ]
 COMMON = ["--config.log_every=1000", "--config.checkpoint_every=10000", "--config.progress=False"]
+# The reference's length and cadence (`--scale=paper`): 1M offline updates evaluated every 10k (10 episodes), 1M online
+# env steps evaluated every 10k. Headline evaluations keep 30 episodes (the reference: 100), interim ones 10.
+PAPER_OFFLINE_STEPS = 1_000_000
+PAPER_SCALE = [
+    "--config.offline_eval_every=10000",
+    "--config.online_steps=1000000", "--config.online_eval_every=10000",
+    "--config.eval_episodes=30", "--config.interim_eval_episodes=10",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,16 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--algos", default=",".join(ALGOS),
                    help="online algorithms, from pex,direct,buffer,pex_sac,sac (issue 15's SAC comparison)")
     p.add_argument("--seeds", default="0-2")
-    p.add_argument("--out", default=str(ROOT / "runs" / "study_antmaze"))
+    p.add_argument("--scale", choices=("study", "paper"), default="study",
+                   help="study: the reduced scale of docs/results/antmaze.md; paper: the reference's 1M + 1M")
+    p.add_argument("--out", help="run directories (default runs/study_antmaze, or runs/study_antmaze_paper)")
     args, extra = p.parse_known_args(argv)
-    out = Path(args.out)
+    paper = args.scale == "paper"
+    out = Path(args.out or ROOT / "runs" / ("study_antmaze_paper" if paper else "study_antmaze"))
     tasks = args.tasks.split(",")
     subprocess.run([sys.executable, "-m", "pex_jax.datagen.antmaze", f"--task={','.join(tasks)}", "--skip-existing"],
                    cwd=ROOT, check=True)
     for task in tasks:
-        steps = f"--config.offline_steps={OFFLINE_STEPS.get(task, 100_000)}"
+        steps = f"--config.offline_steps={PAPER_OFFLINE_STEPS if paper else OFFLINE_STEPS.get(task, 100_000)}"
         run_task(out / task, f"experiments/configs/antmaze.py:{task}-local", args.seeds, args.algos.split(","),
-                 [steps, *SCALE, *COMMON, *extra])
+                 [steps, *(PAPER_SCALE if paper else SCALE), *COMMON, *extra])
     return 0
 
 

@@ -30,7 +30,7 @@ from pex_jax.tools.bench.config import BenchConfig
 from pex_jax.tools.bench.offline import scaling_check
 from pex_jax.tools.bench.problem import FAST_COMPILE, init_offline_states, synthetic_dataset
 from pex_jax.tools.bench.projection import Measured, Suite, engine_hours, measured_inputs, projection, today_hours
-from pex_jax.tools.bench.report import to_markdown
+from pex_jax.tools.bench.report import cpu_bound, to_markdown
 
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
 
@@ -78,7 +78,14 @@ def test_quick_bench_times_the_engine_through_finetune_with_workers_off_and_on_a
     assert c["online_steps"] == c["warmup"] + c["cycles"] * c["eval_every"]
     assert eng["acceptance"]["reused"] and eng["acceptance"]["target"] == 1.5  # the same case as the size: runs reused
     ratio = on["steps_per_s"] / off["steps_per_s"]
-    assert f"**{ratio:.2f}x**" in md.split("## The online engine")[1].split("## Per-component")[0]
+    section = md.split("## The online engine")[1].split("## Per-component")[0]
+    assert f"**{ratio:.2f}x**" in section
+    # the cores' bound: a step's CPU work (device call CPU time, envs, evaluation, packing) over the cores
+    bound = cpu_bound(eng["acceptance"], result["components"], eng["cores"])
+    assert set(bound["parts_ms"]) == {"device call", "env steps", "evaluation", "packing"}
+    assert bound["cpu_ms"] == pytest.approx(sum(bound["parts_ms"].values()))
+    assert bound["max_speedup"] == pytest.approx(1e3 / off["steps_per_s"] / (bound["cpu_ms"] / eng["cores"]))
+    assert f"at most **{bound['max_speedup']:.2f}x** here" in section
 
 
 def test_window_rate_reads_the_loop_clock_from_the_engines_cumulative_rates():
@@ -98,6 +105,7 @@ def test_quick_bench_reports_each_component_of_an_engine_step(quick_bench):
     assert (d["tasks"], d["seeds"], d["agents"]) == (2, 2, 4) and d["flops_per_call"] > 0
     assert d["upload_shape"] == [2, 2, 2 + 2 * 29] and d["download_shape"] == [2, 2, 8 + 1]
     assert set(d["calls_per_s"]) == {"device_call", "insert", "upload", "download"}
+    assert d["device_call_cpu_ms"]["best"] > 0  # all its XLA threads' CPU time
     assert comp["device_acceptance"]["agents"] == 2  # the acceptance case's call, for the bound in bench.md
     assert {h["agents"] for h in comp["host"].values()} == {4, 2}
     assert comp["env_step"]["steps_per_s"]["best"] > 0
@@ -218,27 +226,26 @@ TOY_ASSUMED = {"device_ms_60": 3.0, "device_ms_10": 1.0, "transfer_ms": 0.25, "o
 MS = 1 / 3.6e6  # hours per millisecond
 
 
-def test_engine_projection_adds_the_serial_step_parts_and_overlaps_evaluation_with_training():
+def test_engine_projection_adds_the_serial_step_parts_and_spreads_evaluation_jobs_over_the_free_cores():
     """Per seed: offline 9 interim episodes + 10 at the end, online 9 + 10 (step 0) in the background + 10 at the
-    end; an episode is 0.5 T, T = 100 and 200; evaluation jobs are per task (the T = 200 task is the longest)."""
+    end; an episode is 0.5 T, T = 100 and 200. 4 evaluation workers: each task's 2 seeds in 2 jobs of 1 seed."""
     e = engine_hours(TOY_SUITE, TOY_MEASURED, TOY_ASSUMED)
     assert (e["env_workers"], e["envs_per_worker"]) == (4, 1)  # 5 cores - the trainer's; 4 agents
     assert e["env_phase_ms"] == pytest.approx(1.0 + 0.5)  # one env step + the pool's overhead
     assert e["step_ms"] == pytest.approx(1.5 + 0.5 + 2 * 0.25 + 3.0)  # envs (bookkeeping hidden), pack, 2 transfers
-    assert e["busy_env_cores"] == pytest.approx(4 * 1.5 / 5.5) and e["eval_procs"] == 2  # one process per task
-    # offline: the T=200 task's 2 seeds x 9 episodes x 100 steps x 2 ms = 3600 ms > all tasks' 5400 ms / 2 processes
-    assert e["offline_eval_h"] == pytest.approx(3600 * MS)
-    assert e["online_eval_h"] == pytest.approx(2 * 19 * 100 * 2.0 * MS)  # 7600 ms
-    assert e["tail_h"] == pytest.approx(2 * 10 * 100 * 2.0 * MS)  # the T=200 task's final headline: 4000 ms
+    assert e["busy_env_cores"] == pytest.approx(4 * 1.5 / 5.5)
+    assert (e["eval_jobs_per_task"], e["eval_chunk_seeds"], e["eval_procs_offline"]) == (2, 1, 4)
+    free = 5 - 1 - 4 * 1.5 / 5.5  # online, the cores the env workers leave
+    assert e["eval_procs_online"] == pytest.approx(free)
+    # offline: the longest job (1 seed x 9 episodes x 100 steps x 2 ms = 1800 ms) > all 5400 ms / 4 processes
+    assert e["offline_eval_h"] == pytest.approx(1800 * MS)
+    # online: 2 seeds x 19 episodes x (50 + 100) steps x 2 ms = 11400 ms spread over the free cores (> 3800 ms)
+    assert e["online_eval_h"] == pytest.approx(11400 / free * MS)
+    assert e["tail_h"] == pytest.approx(1 * 10 * 100 * 2.0 * MS)  # the longest final job (> 6000 ms / 4)
     assert e["online_train_h"] == pytest.approx(1000 * 5.5 * MS)
-    assert e["offline_h"] == pytest.approx((max(3600, 3600) + 4000) * MS)
-    assert e["online_h"] == pytest.approx((max(5500, 7600) + 4000) * MS)
-    assert e["total_h"] == pytest.approx(19200 * MS)
-    spare = engine_hours(TOY_SUITE, TOY_MEASURED, TOY_ASSUMED, eval_procs=3)  # not per task: spread over free cores
-    free = 5 - 1 - 4 * 1.5 / 5.5
-    assert spare["eval_procs"] == pytest.approx(free)
-    assert spare["online_eval_h"] == pytest.approx(2 * 19 * 150 * 2.0 / free * MS)
-    assert spare["total_h"] == pytest.approx((3600 + 4000 + 5500 + 4000) * MS)
+    assert e["offline_h"] == pytest.approx((3600 + 2000) * MS)  # the device time (3600 ms) > 1800 ms
+    assert e["online_h"] == pytest.approx((5500 + 2000) * MS)
+    assert e["total_h"] == pytest.approx(13100 * MS)
 
 
 def test_todays_design_projection_runs_tasks_one_after_another_and_blocks_on_every_evaluation():

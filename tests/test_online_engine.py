@@ -12,6 +12,7 @@ import pytest
 
 from pex_jax.finetune import finetune
 from pex_jax.pretrain import pretrain
+from pex_jax.runner.evaluation import seed_chunks
 from pex_jax.runner.workers import EnvPool, EnvSlot, LocalEnvs, WorkerError, reset_seed
 from pex_jax.train import run
 from tests.conftest import TINY2_ID, TINY_ID, tiny_config
@@ -61,7 +62,7 @@ def _pex(tmp_path, offline_dir, name, **kw):
 def test_env_workers_and_background_evaluation_give_the_in_process_metrics(tmp_path, tiny_env, offline_dir):
     base, workers, background, one_lane = (
         _summary(run(_pex(tmp_path, offline_dir, name, **kw)), tmp_path / name / "run")
-        for name, kw in (("base", {}), ("workers", {"env_workers": 2}), ("background", {"eval_workers": 1}),
+        for name, kw in (("base", {}), ("workers", {"env_workers": 2}), ("background", {"eval_workers": 2}),
                          ("one_lane", {"pipeline_lanes": 1})))
     ref = _rows(tmp_path / "base" / "run")
     assert any("train/critic_loss" in r for r in ref) and any("eval/offline_choice_rate" in r for r in ref)
@@ -69,10 +70,11 @@ def test_env_workers_and_background_evaluation_give_the_in_process_metrics(tmp_p
     assert _rows(tmp_path / "workers" / "run") == ref
     # Pipeline lanes (2 by default) vmap fewer seeds per call: the same rows up to float rounding.
     _assert_close(_rows(tmp_path / "one_lane" / "run"), ref)
-    # Background evaluation: the same rows; evaluations arrive one round later in the file.
+    # Background evaluation, each seed in its own job (2 workers, 2 seeds): the same rows; evaluations
+    # arrive one round later in the file.
     assert _sorted(_rows(tmp_path / "background" / "run")) == _sorted(ref)
     assert workers["per_seed"] == base["per_seed"] == background["per_seed"]
-    assert background["timing"]["eval_workers"] == 1 and base["timing"]["eval_workers"] == 0
+    assert background["timing"]["eval_workers"] == 2 and base["timing"]["eval_workers"] == 0
 
 
 def test_multitask_online_run_equals_the_per_task_runs(tmp_path, two_task_root, monkeypatch):
@@ -158,3 +160,16 @@ def test_a_hung_env_worker_gives_one_error_after_the_timeout(tiny_env):
         assert time.time() - t0 < 30 and "seed 0" in str(e.value)
     finally:
         pool.close(kill=True)
+
+
+@pytest.mark.parametrize(("seeds", "tasks", "workers", "sizes"), [
+    (10, 6, 15, [4, 3, 3]),  # the suite on 16 cores: 3 jobs per task
+    (10, 1, 15, [1] * 10),  # never more jobs than seeds
+    (10, 6, 1, [10]),  # fewer workers than tasks: one job per task
+    (3, 2, 0, [3]),  # in-process
+])
+def test_evaluation_splits_each_task_into_seed_chunks_for_the_pool(seeds, tasks, workers, sizes):
+    chunks = seed_chunks(seeds, tasks, workers)
+    assert [c.stop - c.start for c in chunks] == sizes
+    assert chunks[0].start == 0 and chunks[-1].stop == seeds
+    assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:], strict=False))

@@ -5,10 +5,15 @@ every seed's envs). `EvalScheduler` decides where it runs:
 
 - `--config.eval_workers=0`: in the training process, which waits for it (the baseline);
 - otherwise in a pool of worker processes. The engine takes a snapshot of the acting parameters
-  (no optimizer state), submits one job per task, and trains on. Results are logged at the step they
+  (no optimizer state), submits the evaluation, and trains on. Results are logged at the step they
   belong to, one evaluation round late at the latest: the engine collects round k's results when it
   submits round k + 1, before a checkpoint and at the end. So the log order is fixed, and a resumed
   run replays exactly the lines the killed one wrote.
+
+A task's evaluation is split by seeds into `seed_chunks` jobs, so that a few tasks with many seeds
+fill a pool of many workers (6 tasks x 10 seeds on 15 workers: 3 jobs per task), and the results are
+joined back in seed order. Each seed's episodes depend only on that seed (its env seeds and keys are
+derived from the seed number), so a seed's numbers are the same in any chunk (tests/test_online_engine.py).
 
 Workers run JAX on the CPU and never touch the accelerator. A job's numbers do not depend on where
 it runs on the same platform: the worker calls the same `Evaluator` on the same values. Training
@@ -18,6 +23,7 @@ never reads evaluation results, so training is the same with evaluation in the b
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import multiprocessing as mp
 import os
 import time
@@ -49,6 +55,21 @@ class EvalResult:
     env_steps: int = 0  # all envs together
     seconds: float = 0.0
 
+    @staticmethod
+    def join(parts: list[EvalResult]) -> EvalResult:
+        """The results of seed chunks (in seed order) as one result."""
+        if len(parts) == 1:
+            return parts[0]
+
+        def cat(name: str) -> np.ndarray | None:
+            values = [getattr(r, name) for r in parts]
+            return None if values[0] is None else np.concatenate(values)
+
+        return EvalResult(normalized_score=cat("normalized_score"), returns=cat("returns"),
+                          success_rate=cat("success_rate"), offline_choice_rate=cat("offline_choice_rate"),
+                          minari_score=cat("minari_score"), episodes=parts[0].episodes,
+                          env_steps=sum(r.env_steps for r in parts), seconds=sum(r.seconds for r in parts))
+
     def metrics(self) -> dict[str, np.ndarray]:
         out = {
             "eval/normalized_score": self.normalized_score,
@@ -71,11 +92,14 @@ class Evaluator:
     per call (few for interim evaluations, many for the final one).
     """
 
-    def __init__(self, task: Task, info: DatasetInfo, seeds: list[int], episodes: int, parallel: int, config):
+    def __init__(self, task: Task, info: DatasetInfo, seeds: list[int], episodes: int, parallel: int, config,
+                 envs: Callable[[Task, int], list] | None = None):
         self.task, self.info, self.seeds, self.episodes, self.config = task, info, seeds, episodes, config
         self.parallel = max(1, min(parallel, episodes))
         self.env_seeds = [10_000_019 * (s + 1) + j for s in seeds for j in range(self.parallel)]
-        self.envs = [make_env(task) for _ in self.env_seeds]
+        # `envs(task, n)`: envs shared with other evaluators (every call reseeds them); by default its own
+        self._owns_envs = envs is None
+        self.envs = [make_env(task) for _ in self.env_seeds] if envs is None else envs(task, len(self.env_seeds))
         self._policies = {}
         self.total_seconds, self.total_env_steps = 0.0, 0
 
@@ -154,7 +178,7 @@ class Evaluator:
         )
 
     def close(self) -> None:
-        for env in self.envs:
+        for env in self.envs if self._owns_envs else ():
             env.close()
 
 
@@ -209,13 +233,24 @@ class EvalTarget:
     def config_dict(self) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(self.config)
 
-    def evaluator(self) -> Evaluator:
-        return Evaluator(self.task, self.info, list(self.seeds), self.episodes, self.parallel, self.config_dict())
+    def evaluator(self, envs: Callable[[Task, int], list] | None = None) -> Evaluator:
+        return Evaluator(self.task, self.info, list(self.seeds), self.episodes, self.parallel, self.config_dict(),
+                         envs)
 
 
 # --- The worker side ---
 
 _CACHE: dict = {}
+_ENVS: dict[str, list] = {}  # per task: the eval envs this worker's evaluators share (see `_task_envs`)
+
+
+def _task_envs(task: Task, count: int) -> list:
+    """`count` envs of `task`, shared by all of this worker's evaluators of the task. A job can land on any
+    worker, so without sharing each worker would keep envs for every seed chunk (18 chunks x 40 ant envs
+    on 16 cores). Sharing is safe: a worker runs one job at a time, and every evaluation reseeds its envs."""
+    envs = _ENVS.setdefault(task.name, [])
+    envs.extend(make_env(task) for _ in range(count - len(envs)))
+    return envs[:count]
 
 
 def _exit_with_parent() -> None:
@@ -252,7 +287,7 @@ def _evaluate_job(target: EvalTarget, spec_name: str, snapshot: dict, round_inde
     spec = ALGORITHMS[spec_name]
     key = (target.task.name, target.seeds, target.episodes, target.parallel)
     if key not in _CACHE:
-        _CACHE[key] = target.evaluator()
+        _CACHE[key] = target.evaluator(envs=_task_envs)
     template_key = ("template", spec_name, target.dims, len(target.seeds), repr(sorted(target.config.items())))
     if template_key not in _CACHE:
         _CACHE[template_key] = state_template(spec, target.dims, target.config_dict(), len(target.seeds))
@@ -270,6 +305,16 @@ def default_eval_workers(requested: int) -> int:
     return int(requested)
 
 
+def seed_chunks(num_seeds: int, num_tasks: int, workers: int) -> list[slice]:
+    """How a task's seeds are split into jobs: enough jobs for every worker, at most one per seed.
+
+    In-process (0 workers) and with fewer workers than tasks, one job per task."""
+    count = max(1, min(num_seeds, -(-int(workers) // max(num_tasks, 1)))) if workers > 0 else 1
+    sizes = [num_seeds // count + (i < num_seeds % count) for i in range(count)]
+    bounds = np.cumsum([0, *sizes])
+    return [slice(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 class EvalScheduler:
     """Runs evaluation rounds in the training process or in a worker pool (see the module docstring).
 
@@ -279,14 +324,18 @@ class EvalScheduler:
 
     def __init__(self, targets: list[EvalTarget], workers: int, timeout: float = 3600.0):
         self.targets, self.timeout = targets, float(timeout)
-        self.workers = min(int(workers), len(targets) * 4) if workers > 0 else 0
+        most_seeds = max((len(t.seeds) for t in targets), default=1)
+        self.workers = min(int(workers), len(targets) * most_seeds) if workers > 0 else 0
         self._local = [t.evaluator() for t in targets] if self.workers == 0 else None
+        # per task: (seed slice, the chunk's target) for every job of one evaluation
+        self._jobs = [[(sl, dataclasses.replace(t, seeds=t.seeds[sl]))
+                       for sl in seed_chunks(len(t.seeds), len(targets), self.workers)] for t in targets]
         self._pool = None
         if self.workers:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=min(self.workers, len(targets)), mp_context=mp.get_context("spawn"),
+                max_workers=min(self.workers, sum(map(len, self._jobs))), mp_context=mp.get_context("spawn"),
                 initializer=_init_worker)
-        self._pending: list[tuple[concurrent.futures.Future, Callable, str]] = []
+        self._pending: list[tuple[list[concurrent.futures.Future], Callable, str]] = []
         self.blocked_seconds, self.eval_seconds, self.env_steps = 0.0, 0.0, 0
 
     @property
@@ -302,9 +351,11 @@ class EvalScheduler:
             self._account(result, time.perf_counter() - t0)
             on_result(result)
             return
-        future = self._pool.submit(_evaluate_job, self.targets[index], spec.name, acting_snapshot(states),
-                                   round_index, episodes)
-        self._pending.append((future, on_result, f"task {self.targets[index].task.name}, {where}"))
+        snapshot = acting_snapshot(states)
+        futures = [self._pool.submit(_evaluate_job, target, spec.name,
+                                     jax.tree.map(lambda x, sl=sl: x[sl], snapshot), round_index, episodes)
+                   for sl, target in self._jobs[index]]
+        self._pending.append((futures, on_result, f"task {self.targets[index].task.name}, {where}"))
         self.blocked_seconds += time.perf_counter() - t0
 
     def collect(self) -> None:
@@ -312,9 +363,9 @@ class EvalScheduler:
         t0 = time.perf_counter()
         pending, self._pending = self._pending, []
         try:
-            for future, on_result, where in pending:
+            for futures, on_result, where in pending:
                 try:
-                    result = future.result(timeout=self.timeout)
+                    result = EvalResult.join([f.result(timeout=self.timeout) for f in futures])
                 except concurrent.futures.TimeoutError:
                     raise WorkerError(f"an evaluation worker did not finish the evaluation of {where} within "
                                       f"{self.timeout:.0f} s; rerun with --config.resume=auto") from None
@@ -333,8 +384,9 @@ class EvalScheduler:
 
     def close(self) -> None:
         if self._pool is not None:
-            for future, _, _ in self._pending:
-                future.cancel()
+            for futures, _, _ in self._pending:
+                for future in futures:
+                    future.cancel()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         for ev in self._local or []:

@@ -141,7 +141,17 @@ def bench_device(bc: BenchConfig, algo: str, tasks: int, seeds: int, hidden: tup
     windows.update(extra_windows or {})
     alternate(windows, bc.reps)
     out = {k: rate_stats(v) for k, v in rates.items()}
+    # CPU time of the device call (every XLA thread of this process): on a CPU device, what the call takes
+    # from the cores that envs and evaluations could otherwise use
+    cpu_ms = []
+    for _ in range(bc.reps):
+        calls, c0, t0 = 0, time.process_time(), time.perf_counter()
+        while time.perf_counter() - t0 < bc.component_window_s or calls == 0:
+            jax.block_until_ready(device_call())
+            calls += 1
+        cpu_ms.append(1e3 * (time.process_time() - c0) / calls)
     return {"tasks": tasks, "seeds": seeds, "agents": stepper.n_agents,
+            "device_call_cpu_ms": {"best": min(cpu_ms), "median": float(np.median(cpu_ms))},
             "hidden": list(config.hidden_dims), "batch": config.batch_size, "utd": int(config.utd), "algo": algo,
             "dataset_rows": stepper.dataset_rows, "buffer_rows": stepper.capacity, "flops_per_call": stepper.flops,
             "upload_shape": list(stepper.packed_host.shape), "download_shape": list(stepper.out.shape),

@@ -148,7 +148,10 @@ def run_once(bc: BenchConfig, case: EngineCase, mode: str, run_dir: Path, algo: 
             "pipeline_lanes": int(configs[0].get("pipeline_lanes", 1)),
             "window_s": seconds, "steps_per_s": rate, "agent_steps_per_s": rate * case.agents,
             "finetune_s": wall, "online_wall_s": timing["wall_s"], "eval_s": timing["eval_s"],
-            "eval_blocking_s": timing["eval_blocking_s"], "eval_env_steps": timing["eval_env_steps"]}
+            "eval_blocking_s": timing["eval_blocking_s"], "eval_env_steps": timing["eval_env_steps"],
+            # evaluation rounds of equal size: step 0, every `eval_every` steps and the last step
+            "eval_rounds": 1 + c["online_steps"] // c["eval_every"] + bool(c["online_steps"] % c["eval_every"]),
+            "eval_every": c["eval_every"]}
 
 
 _OFFLINE: dict[tuple, object] = {}

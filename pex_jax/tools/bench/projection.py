@@ -13,16 +13,17 @@ pool's time per step with `NullEnv` (its own overhead).
 transfer time, the offline device time. Named in the code and the report, never measured here:
 - the H100 machine's cores step envs and evaluations as fast as one core of this machine;
 - 16 physical cores, one per process (no hyper-threading pairs sharing a core);
-- the engine's defaults: `env_workers` = cores - 1, an evaluation pool of one process per task (the
-  `EvalScheduler` runs each task's evaluation as one job), so min(cores - 1, tasks) evaluation processes;
+- the engine's defaults: `env_workers` = cores - 1, and an evaluation pool of cores - 1 processes, each
+  task's round split by seeds into ceil(workers / tasks) jobs (6 x 10 on 15 workers: 18 jobs of 3-4 seeds);
+  online, the evaluation processes share the cores the env workers leave;
 - the env pool's overhead on 16 cores (15 workers of 4 envs) equals the one measured here at 60 envs
   with the most workers this machine has (fewer envs per worker, more messages: assumed to cancel);
 - start-up, compiles and checkpoints are left out (minutes in a run of hours).
 
 **The engine**: one process; per env step the envs step in the workers (the episode bookkeeping
 overlaps), then pack + one upload + the device call + one download, serially. Interim evaluations (and
-the headline one at online step 0) run in the background; the end-of-phase headline evaluation of the
-largest task is a tail nobody overlaps.
+the headline one at online step 0) run in the background; the end-of-phase headline evaluation is a tail
+nothing overlaps.
 
 **Today's design** (before the engine): the six tasks' online phases one after another, each stepping its
 10 envs serially in the trainer, about 7 transfers per step (5 replay leaves, the next observation, the
@@ -33,6 +34,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+
+from pex_jax.runner.evaluation import seed_chunks
 
 
 @dataclass(frozen=True)
@@ -131,33 +134,41 @@ def hours(ms: float) -> float:
     return ms / 3.6e6
 
 
-def engine_hours(suite: Suite, m: Measured, a: dict[str, float], eval_procs: float | None = None) -> dict:
+def engine_hours(suite: Suite, m: Measured, a: dict[str, float]) -> dict:
     """The engine's wall clock in hours, for one value of each assumption (`a`: name -> value).
 
-    `eval_procs` overrides the evaluation processes (default: one per task, at most cores - 1)."""
-    env_workers = suite.cores - 1
+    Evaluation: a pool of cores - 1 processes; each task's round split by seeds into jobs
+    (`runner.evaluation.seed_chunks`), so a phase's evaluation takes the longer of all its work spread
+    over the processes and the longest job's share. Online, the processes get the cores the env workers
+    leave; offline, and for the headline evaluation at the end of each phase, every core but the trainer's."""
+    env_workers = eval_workers = suite.cores - 1
     envs_per_worker = math.ceil(suite.agents / env_workers)
     env_phase = envs_per_worker * m.env_ms + m.pool_overhead_ms
     step_ms = max(env_phase, m.bookkeeping_ms) + m.pack_ms + 2 * a["transfer_ms"] + a["device_ms_60"]
     busy_env_cores = env_workers * env_phase / step_ms
-    free = suite.cores - 1 - busy_env_cores
-    procs = min(suite.tasks, suite.cores - 1) if eval_procs is None else eval_procs
-    procs = max(min(procs, free), 1e-9)
-    per_task = eval_procs is None  # one job per task: a task's evaluation never spreads over processes
+    chunks = seed_chunks(suite.seeds, suite.tasks, eval_workers)
+    chunk_seeds = max(c.stop - c.start for c in chunks)
+    jobs = suite.tasks * len(chunks)
+    procs_offline = min(eval_workers, jobs)
+    procs_online = max(min(eval_workers, jobs, suite.cores - 1 - busy_env_cores), 1e-9)
     ep = eval_episodes(suite)
     longest = max(suite.time_limits)
 
-    def background(episodes: float) -> float:
+    def spread(episodes: float, procs: float) -> float:
         total = hours(eval_steps(suite, episodes) * m.eval_ms)
-        return max(total / procs, hours(eval_steps(suite, episodes, longest) * m.eval_ms) if per_task else 0.0)
+        longest_job = hours(chunk_seeds * episodes * suite.episode_fraction * longest * m.eval_ms)
+        return max(total / procs, longest_job)
 
-    tail = hours(eval_steps(suite, suite.headline_episodes, longest) * m.eval_ms)
+    tail = spread(suite.headline_episodes, procs_offline)
     train = hours(suite.online_steps * step_ms)
-    offline_eval, online_eval = background(ep["offline"]["interim"]), background(ep["online"]["interim"])
+    offline_eval = spread(ep["offline"]["interim"], procs_offline)
+    online_eval = spread(ep["online"]["interim"], procs_online)
     offline = max(a["offline_device_h"], offline_eval) + tail
     online = max(train, online_eval) + tail
     return {"step_ms": step_ms, "env_phase_ms": env_phase, "env_workers": env_workers,
-            "envs_per_worker": envs_per_worker, "eval_procs": procs, "busy_env_cores": busy_env_cores,
+            "envs_per_worker": envs_per_worker, "eval_workers": eval_workers, "eval_jobs_per_task": len(chunks),
+            "eval_chunk_seeds": chunk_seeds, "eval_procs_offline": procs_offline, "eval_procs_online": procs_online,
+            "busy_env_cores": busy_env_cores,
             "offline_eval_h": offline_eval, "online_train_h": train, "online_eval_h": online_eval,
             "tail_h": tail, "offline_h": offline, "online_h": online, "total_h": offline + online}
 
@@ -182,12 +193,10 @@ def projection(components: dict, suite: Suite | None = None, assumptions: dict[s
     suite = suite or Suite()
     m = measured_inputs(components)
     bounds = {b: {k: getattr(v, b) for k, v in assumptions.items()} for b in ("low", "high")}
-    spare = suite.cores - 2  # every core but the trainer's and about one core of env workers
     return {
         "suite": {**asdict(suite), "agents": suite.agents, "eval_episodes_per_seed": eval_episodes(suite)},
         "measured": asdict(m),
         "assumptions": {k: asdict(v) for k, v in assumptions.items()},
         "engine": {b: engine_hours(suite, m, a) for b, a in bounds.items()},
-        "engine_eval_on_spare_cores": {b: engine_hours(suite, m, a, eval_procs=spare) for b, a in bounds.items()},
         "today": {b: today_hours(suite, m, a) for b, a in bounds.items()},
     }
