@@ -59,7 +59,7 @@ $(error ACCEL: nvidia-smi shows a GPU but no CUDA version >= 12 (found: $(word 2
 endif
 endif
 # An existing CPU venv on a GPU machine: one line before a run, unless ACCEL=cpu was asked for.
-ACCEL_RUN_GOALS := demo antmaze pointmaze study study-antmaze study-locomotion bench bench-reference ant-expert \
+ACCEL_RUN_GOALS := demo antmaze locomotion pointmaze study study-antmaze study-locomotion bench bench-reference ant-expert \
   mujoco-experts gpu-check
 ifeq ($(origin ACCEL)|$(ACCEL)|$(ACCEL_NEW)|$(SYSTEM_JAX)|$(MAKELEVEL),file|cpu||0|0)
 ifneq ($(filter $(ACCEL_RUN_GOALS),$(MAKECMDGOALS)),)
@@ -84,14 +84,18 @@ HOPPER_STEPS ?= 300000
 HALFCHEETAH_STEPS ?= 500000
 
 .DEFAULT_GOAL := help
-.PHONY: help test lint data data-antmaze ant-expert mujoco-experts data-mujoco demo antmaze pointmaze bench report sweep study study-antmaze study-locomotion clean
+.PHONY: help test lint data data-antmaze ant-expert mujoco-experts mujoco-fidelity data-mujoco demo antmaze locomotion pointmaze bench report sweep study study-antmaze study-locomotion clean
 
 ANTMAZE_TASKS := umaze umaze-diverse medium-play medium-diverse large-play large-diverse
 POINTMAZE_TASKS := umaze medium large
+# the paper's locomotion rows as read from its Table 1 (experiments/configs/locomotion.py: PAPER_TASKS)
+LOCOMOTION_TASKS := halfcheetah-random halfcheetah-medium halfcheetah-medium-replay hopper-random hopper-medium \
+  hopper-medium-replay walker2d-random walker2d-medium walker2d-medium-replay
 TRAIN := $(PY) -m pex_jax.train
 NOW := $(shell date +%Y%m%d-%H%M%S)
 AM_RUN = $(or $(RUN),runs/antmaze/$(NOW))
 PM_RUN = $(or $(RUN),runs/pointmaze/$(NOW))
+LOCO_RUN = $(or $(RUN),runs/locomotion/$(NOW))
 
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -172,6 +176,44 @@ antmaze: $(STAMP) ## AntMaze: SEED=0-9 ALGO=pex TASK=<task[,task]> SOURCE=d4rl|m
 	    --config.run_dir=$$dir $(ARGS); \
 	done; fi; \
 	$(PY) -m pex_jax.tools.report --runs $(AM_RUN) --out $(AM_RUN)/report
+
+locomotion: $(STAMP) ## MuJoCo locomotion: SEED=0-9 ALGO=pex TASK=<env-level[,...]> SOURCE=d4rl|minari|local RUN=<dir> ARGS=...
+	@set -e; case "$(SOURCE)" in d4rl) sfx=-d4rl;; minari) sfx=;; local) sfx=-local;; \
+	  *) echo "error: SOURCE=$(SOURCE) is not a data source; use SOURCE=d4rl (D4RL's -v2 files, the default), SOURCE=minari (Minari mujoco/*-v0) or SOURCE=local (generated here)" >&2; exit 2;; esac; \
+	tasks=""; for t in $$(echo '$(or $(TASK),$(LOCOMOTION_TASKS))' | tr , ' '); do \
+	  case "$$t" in *-d4rl|*-local) tasks="$$tasks $$t";; *) tasks="$$tasks $$t$$sfx";; esac; done; \
+	for t in $$tasks; do case "$$t" in *-local) e=$${t%%-*}; l=$${t#*-}; l=$${l%-local}; \
+	  echo "== locomotion local dataset $$e/$$l: generating it if missing"; \
+	  $(PY) -m pex_jax.datagen.locomotion generate --env=$$e --level=$$l --skip-existing;; esac; done; \
+	all=$$(echo $$tasks | tr ' ' ,); \
+	case "$(ALGO)" in buffer|scratch|sac) ;; *) \
+	  echo "== locomotion offline pre-training, tasks x seeds $(SEED) per device call (same-shape groups) -> $(LOCO_RUN)"; \
+	  $(PY) -m pex_jax.pretrain --config=experiments/configs/locomotion.py --tasks="$$all" \
+	    --config.seeds=$(SEED) --config.algo=$(ALGO) --config.run_dir=$(LOCO_RUN) $(ARGS);; esac; \
+	if [ "$(ALGO)" != offline ]; then \
+	  echo "== locomotion online $(ALGO), tasks x seeds $(SEED) in one process -> $(LOCO_RUN)/<task>/$(ALGO)"; \
+	  $(PY) -m pex_jax.finetune --config=experiments/configs/locomotion.py --tasks="$$all" \
+	    --config.seeds=$(SEED) --config.algo=$(ALGO) --config.run_dir=$(LOCO_RUN) $(ARGS); fi; \
+	$(PY) -m pex_jax.tools.report --runs $(LOCO_RUN) --out $(LOCO_RUN)/report
+
+MJ2_VENV ?= .venv-mj2
+FIDELITY_WORK ?= /tmp/pex-jax-mujoco-fidelity
+mujoco-fidelity: $(STAMP) ## MuJoCo 2.x (D4RL's era) vs 4 on the same states and actions -> docs/results/mujoco_fidelity.md (needs python3.10 and PyPI)
+	@set -e; test -x $(MJ2_VENV)/bin/python || { $(or $(PYTHON310),python3.10) -m venv $(MJ2_VENV) && \
+	  $(MJ2_VENV)/bin/pip install -q "mujoco==2.2.0" "numpy<2"; }; \
+	mkdir -p $(FIDELITY_WORK); \
+	$(PY) -m pip download -q --no-deps --no-binary=:all: gym==0.23.1 -d $(FIDELITY_WORK); \
+	tar -xzf $(FIDELITY_WORK)/gym-0.23.1.tar.gz -C $(FIDELITY_WORK); \
+	gx=$(FIDELITY_WORK)/gym-0.23.1/gym/envs/mujoco/assets; \
+	nx=$$($(PY) -c 'import gymnasium, os; print(os.path.join(os.path.dirname(gymnasium.__file__), "envs/mujoco/assets"))'); \
+	for e in hopper halfcheetah walker2d; do w=$(FIDELITY_WORK)/$$e; \
+	  $(PY) experiments/mujoco_fidelity.py states --env=$$e --count=300 --out=$$w-states.npz; \
+	  $(MJ2_VENV)/bin/python experiments/mujoco_fidelity.py step --env=$$e --xml-dir=$$gx --states=$$w-states.npz --out=$$w-mj2.npz; \
+	  $(MJ2_VENV)/bin/python experiments/mujoco_fidelity.py step --env=$$e --xml-dir=$$nx --states=$$w-states.npz --out=$$w-mj2-gymnasium.npz; \
+	  $(PY) experiments/mujoco_fidelity.py step --env=$$e --xml-dir=$$nx --states=$$w-states.npz --out=$$w-mj4.npz; \
+	  $(PY) experiments/mujoco_fidelity.py step --env=$$e --xml-dir=$$nx --states=$$w-states.npz --out=$$w-mj4-1e-9.npz --perturb=1e-9; \
+	done; \
+	$(PY) experiments/mujoco_fidelity.py compare --work=$(FIDELITY_WORK) --out=docs/results/mujoco_fidelity.md
 
 pointmaze: $(STAMP) ## PointMaze on the local datasets (generated if missing): SEED=0-2 ALGO=pex TASK=<task[,task]> RUN=<dir>
 	@set -e; for t in $$(echo '$(or $(TASK),$(POINTMAZE_TASKS))' | tr , ' '); do \

@@ -68,7 +68,8 @@ def default_config() -> ml_collections.ConfigDict:
     # --- Engine (docs/performance.md) ---
     c.env_workers = -1  # processes stepping the training envs: -1 = all cores but one, 0 = in the trainer
     c.eval_workers = -1  # processes running evaluations in the background: -1 = all cores but one, 0 = blocking
-    c.pipeline_lanes = 2  # seed shares whose device work overlaps the others' env steps (1 = none)
+    c.pipeline_lanes = -1  # seed shares whose device work overlaps the others' env steps (1 = none; -1 = 2 on
+    # the CPU, 1 on an accelerator, where a call costs about the same for half the agents)
     c.worker_timeout = 600.0  # seconds a worker may take for one step (env) before the run stops
     # --- Logging ---
     c.log_every = 1_000  # online env steps between train-metric logs
@@ -133,7 +134,7 @@ RANGES: dict[str, Range] = {
     "eval_parallel_envs": Range(1),
     "keep_checkpoints": Range(1),  # 0 would delete the checkpoint just written
     "env_workers": Range(-1),  # -1 = all cores but one
-    "pipeline_lanes": Range(1),
+    "pipeline_lanes": Range(-1),  # -1 and 0: the default for the device
     "eval_workers": Range(-1),
     # rates, temperatures and clips
     "gamma": Range(0, 1, low_open=True),

@@ -10,7 +10,7 @@ for a single task). `make antmaze` runs the two one after the other.
 
 Why: one env step of 6 tasks x 10 seeds is one device call for 60 agents instead of six processes
 taking turns, and the envs of all of them step together in the env workers (docs/performance.md).
-Tasks of different obs/action shapes form further groups, run one after another.
+Tasks of other obs/action shapes or update settings form further groups, run one after another.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from pex_jax.agents.pex_sac import check_action_bounds
 from pex_jax.data.sources import load_transitions
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
-from pex_jax.pretrain import _update_fields
 from pex_jax.runner.cli import tasks_main, validate_config
 from pex_jax.runner.common import (
     INIT_STREAM,
     SCORE_NAMES,
     announce_task,
+    call_groups,
     dataset_batch,
     format_table,
     from_scores,
@@ -74,12 +74,6 @@ def finetune(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
     spec = ALGORITHMS[configs[0].algo]
     if spec.name == "offline":
         raise ConfigError("algo=offline has no online phase; pre-train with `python -m pex_jax.pretrain`")
-    base = _update_fields(configs[0])
-    for c in configs[1:]:
-        diff = sorted(k for k, v in _update_fields(c).items() if base.get(k) != v)
-        if diff:
-            raise ConfigError(f"tasks {configs[0].task} and {c.task} differ in {diff}; tasks fine-tuned in one "
-                              f"process must share these (run them separately with pex_jax.train)")
     if len(configs) > 1 and any(c.offline_checkpoint for c in configs):
         raise ConfigError("--config.offline_checkpoint names one task's checkpoint; with several tasks the "
                           "offline states come from <run_dir>/<task>/offline (python -m pex_jax.pretrain)")
@@ -92,18 +86,18 @@ def finetune(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
         for c in todo:  # fail before any data loads
             checkpoint.resolve_offline_path(_offline_source(c, run_dir))
     loaded = [load_transitions(c.dataset_id, download=bool(c.download), progress=bool(c.progress)) for c in todo]
-    groups: dict[Dims, list[int]] = {}
-    for i, (c, (transitions, info)) in enumerate(zip(todo, loaded, strict=True)):
+    for c, (transitions, _) in zip(todo, loaded, strict=True):
         if c.batch_size > len(transitions):
             raise ConfigError(f"batch_size {c.batch_size} exceeds the {len(transitions)} transitions of "
                               f"{c.dataset_id}; lower --config.batch_size")
-        groups.setdefault(_dims(info), []).append(i)
+    all_dims = [_dims(info) for _, info in loaded]
+    groups = call_groups(todo, all_dims)  # tasks of other shapes or update fields: further groups, one after another
     summaries = {c.task: json.loads((dirs[c.task] / "summary.json").read_text()) for c in configs if c not in todo}
     print(f"pex-jax finetune: {len(todo)} task(s) x seeds {seeds}, algo {spec.name}, in {len(groups)} group(s) "
-          f"{[[todo[i].task for i in g] for g in groups.values()]}, device {jax.devices()[0].platform}", flush=True)
-    for dims, members in groups.items():
-        summaries.update(_finetune_group(spec, [todo[i] for i in members], [loaded[i] for i in members], seeds, dims,
-                                         run_dir, dirs, resume))
+          f"{[[todo[i].task for i in g] for g in groups]}, device {jax.devices()[0].platform}", flush=True)
+    for members in groups:
+        summaries.update(_finetune_group(spec, [todo[i] for i in members], [loaded[i] for i in members], seeds,
+                                         all_dims[members[0]], run_dir, dirs, resume))
     return summaries
 
 

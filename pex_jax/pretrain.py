@@ -10,8 +10,9 @@ it. `make antmaze` pre-trains the six AntMaze tasks this way, then fine-tunes ea
 
 Why: on an accelerator one call for tasks x seeds fills the device where one task would not; on a
 CPU it costs nothing extra (docs/performance.md). Every (task, seed) gets the batches, and so the
-parameters, of a single-task run with the same seed (`pex_jax.multitask`). Tasks go into one call
-while their stacked datasets fit in half the free device memory; the rest form further groups.
+parameters, of a single-task run with the same seed (`pex_jax.multitask`). Tasks of equal obs/action
+shapes and update settings go into one call while their stacked datasets fit in half the free device
+memory; the rest form further groups (hopper apart from halfcheetah, one after another).
 """
 
 import importlib.util
@@ -39,6 +40,7 @@ from pex_jax.runner.common import (
     OFFLINE_STREAM,
     SCORE_NAMES,
     announce_task,
+    call_groups,
     check_finite,
     dataset_batch,
     eval_episodes,
@@ -65,14 +67,6 @@ from pex_jax.runner.run_dir import (
 )
 from pex_jax.sharding import can_shard, replicate, shard_seeds
 from pex_jax.tools.tracking import RunLogger
-
-# Fields that may differ between tasks sharing one call; everything else parametrises the update.
-PER_TASK_FIELDS = {"task", "dataset_id", "run_dir", "eval_episodes", "eval_parallel_envs", "reward_transform",
-                   "terminal_on_success"}
-
-
-def _update_fields(config: ml_collections.ConfigDict) -> dict:
-    return {k: v for k, v in config.to_dict().items() if k not in PER_TASK_FIELDS}
 
 
 def task_configs(config_file: str, tasks: list[str], overrides: dict) -> list[ml_collections.ConfigDict]:
@@ -138,12 +132,6 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
     for c in configs:
         with c.unlocked():
             c.algo = "offline"
-    base = _update_fields(configs[0])
-    for c in configs[1:]:
-        diff = sorted(k for k, v in _update_fields(c).items() if base.get(k) != v)
-        if diff:
-            raise ConfigError(f"tasks {configs[0].task} and {c.task} differ in {diff}; tasks pre-trained in one "
-                              f"call must share these (run them separately with pex_jax.train)")
     dirs = [run_dir / c.task / "offline" for c in configs]
     if resume and all(finished(d) for d in dirs):
         print(f"pretrain: {names} already done ({run_dir}), skipping", flush=True)
@@ -166,20 +154,20 @@ def _pretrain_locked(configs, run_dir: Path, seeds: list[int], resume: bool, mem
     tasks = [task_for_dataset(info) for _, info in loaded]
     for task, (_, info) in zip(tasks, loaded, strict=True):
         check_task(task, info)
-    dims = None
+    all_dims = []
     for c, (transitions, info) in zip(configs, loaded, strict=True):
-        d = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
-                 tuple(float(x) for x in np.ravel(info.action_high)))
-        if dims is not None and d != dims:
-            raise ConfigError(f"{c.task} has obs/action shapes {d}, {configs[0].task} has {dims}; only tasks "
-                              f"with equal shapes can share a call")
-        dims = d
+        all_dims.append(Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
+                             tuple(float(x) for x in np.ravel(info.action_high))))
         if c.batch_size > len(transitions):
             raise ConfigError(f"batch_size {c.batch_size} exceeds the {len(transitions)} transitions of "
                               f"{c.dataset_id}; lower --config.batch_size")
-    row_bytes = 4 * (2 * dims.obs_dim + dims.action_dim + 2)
     budget = memory_budget if memory_budget is not None else _device_bytes_free() // 2
-    groups = group_tasks([len(t) for t, _ in loaded], row_bytes, budget)
+    groups = []  # tasks of other shapes or update fields form further groups; each group splits to fit memory
+    for members in call_groups(configs, all_dims):
+        dims = all_dims[members[0]]
+        row_bytes = 4 * (2 * dims.obs_dim + dims.action_dim + 2)
+        groups += [[members[j] for j in g] for g in group_tasks([len(loaded[i][0]) for i in members], row_bytes,
+                                                                 budget)]
     print(f"pex-jax pretrain: {len(configs)} task(s) x seeds {seeds} in {len(groups)} call group(s) "
           f"{[[names[i] for i in g] for g in groups]}, device {jax.devices()[0].platform}", flush=True)
     summaries = {}
@@ -187,8 +175,8 @@ def _pretrain_locked(configs, run_dir: Path, seeds: list[int], resume: bool, mem
         group_configs = [configs[i] for i in g]
         group_data = [loaded[i] for i in g]
         with stop.polled():  # a signal waits for the end of a chunk (a checkpoint) or of the group
-            summaries.update(_pretrain_group(group_configs, group_data, [tasks[i] for i in g], seeds, dims,
-                                             run_dir, resume, stop))
+            summaries.update(_pretrain_group(group_configs, group_data, [tasks[i] for i in g], seeds,
+                                             all_dims[g[0]], run_dir, resume, stop))
     return summaries
 
 

@@ -20,9 +20,10 @@ from pex_jax.data.d4rl import (
     D4RL_PUBLISHED,
     MANIFEST_NAME,
     PLAY_GOAL_CELLS,
+    PUBLISHED,
     d4rl_dataset_dir,
     is_d4rl_id,
-    load_d4rl_antmaze,
+    load_d4rl,
     read_manifest,
     resolve_d4rl,
 )
@@ -135,7 +136,7 @@ def test_qlearning_semantics_on_hand_built_file_drop_timeouts_and_mark_episode_e
     path = tmp_path / UMAZE_FILE
     _write(path, data)
 
-    tr, info = load_d4rl_antmaze(f"d4rl:{path}")
+    tr, info = load_d4rl(f"d4rl:{path}")
 
     kept = [0, 1, 2, 4, 5, 6, 8]  # rows 3 and 7 are timeouts; row 9 has no next row
     np.testing.assert_array_equal(tr.observations[:, 2], kept)
@@ -152,7 +153,7 @@ def test_vectorised_loader_equals_d4rl_row_loop_and_fills_dataset_info(tmp_path)
     data = _umaze_arrays()
     path = tmp_path / UMAZE_FILE
     _write(path, data)
-    tr, info = load_d4rl_antmaze(f"d4rl:{path}", download=False)
+    tr, info = load_d4rl(f"d4rl:{path}", download=False)
     ref = _d4rl_reference(data)
     for key in ref:
         np.testing.assert_array_equal(getattr(tr, key), ref[key].astype(np.float32), err_msg=key)
@@ -170,7 +171,7 @@ def test_vectorised_loader_equals_d4rl_row_loop_and_fills_dataset_info(tmp_path)
 def test_dataset_info_files_records_size_and_sha256(tmp_path):
     path = tmp_path / UMAZE_FILE
     _write(path, _umaze_arrays())
-    _, info = load_d4rl_antmaze(f"d4rl:{path}")
+    _, info = load_d4rl(f"d4rl:{path}")
     raw = path.read_bytes()
     assert info.files == ({"path": str(path), "size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
                             "published": False},)
@@ -230,7 +231,7 @@ def test_each_validation_failure_is_one_line_naming_file_expected_and_found(tmp_
     else:
         _write(path, edit(_umaze_arrays()))
     with pytest.raises(error) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{path}")
+        load_d4rl(f"d4rl:{path}")
     _one_line_error(exc_info, path, "fix:", *parts)
     if case == "other_maze":
         assert not isinstance(exc_info.value, CorruptDatasetError)
@@ -241,7 +242,7 @@ def test_actions_within_float_slack_are_accepted_and_clipped(tmp_path):
     data["actions"][3, 0] = 1.0 + 5e-7
     path = tmp_path / UMAZE_FILE
     _write(path, data)
-    tr, _ = load_d4rl_antmaze(f"d4rl:{path}")
+    tr, _ = load_d4rl(f"d4rl:{path}")
     assert np.abs(tr.actions).max() == 1.0
 
 
@@ -290,7 +291,7 @@ def _manifest(directory) -> dict:
 def test_first_successful_load_records_size_sha256_and_mtime_in_the_manifest_beside_the_file(tmp_path):
     path = tmp_path / UMAZE_FILE
     _write(path, _umaze_arrays())
-    load_d4rl_antmaze(f"d4rl:{path}")
+    load_d4rl(f"d4rl:{path}")
     raw = path.read_bytes()
     entry = _manifest(tmp_path)[UMAZE_FILE]
     assert entry == {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest(),
@@ -303,19 +304,19 @@ def test_a_file_failing_validation_is_not_recorded(tmp_path):
     path = tmp_path / UMAZE_FILE
     _write(path, _set("actions", (5, 2), 1.5)(_umaze_arrays()))
     with pytest.raises(CorruptDatasetError):
-        load_d4rl_antmaze(f"d4rl:{path}")
+        load_d4rl(f"d4rl:{path}")
     assert not (tmp_path / MANIFEST_NAME).exists()
 
 
 def test_file_replaced_after_recording_stops_with_one_line_naming_recorded_and_found_size_and_sha(tmp_path):
     path = tmp_path / UMAZE_FILE
     _write(path, _umaze_arrays(seed=0))
-    load_d4rl_antmaze(f"d4rl:{path}")
+    load_d4rl(f"d4rl:{path}")
     recorded = _manifest(tmp_path)[UMAZE_FILE]
     _write(path, _umaze_arrays(n=2100, seed=1))
     raw = path.read_bytes()
     with pytest.raises(CorruptDatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{path}")
+        load_d4rl(f"d4rl:{path}")
     _one_line_error(exc_info, path, tmp_path / MANIFEST_NAME, f"recorded {recorded['size']} bytes",
                     recorded["sha256"], f"found {len(raw)} bytes", hashlib.sha256(raw).hexdigest(),
                     "fix: replace it", f'delete the entry "{UMAZE_FILE}"')
@@ -326,13 +327,13 @@ def test_same_size_edit_with_a_new_mtime_is_rehashed_and_refused_and_by_id_fix_s
         tmp_path):
     path = tmp_path / "d4rl" / UMAZE_FILE
     _write(path, _umaze_arrays())
-    load_d4rl_antmaze(f"d4rl:{UMAZE}")
+    load_d4rl(f"d4rl:{UMAZE}")
     raw = bytearray(path.read_bytes())
     raw[-1] ^= 0xFF  # same size, other bytes
     path.write_bytes(bytes(raw))
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     with pytest.raises(CorruptDatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}")
+        load_d4rl(f"d4rl:{UMAZE}")
     _one_line_error(exc_info, "not the file first validated here", hashlib.sha256(raw).hexdigest(),
                     f"fix: delete {path} and run again to re-download it")
 
@@ -344,12 +345,12 @@ def test_unchanged_size_and_mtime_skip_rehashing_and_a_touched_identical_file_is
     calls = []
     real = d4rl._sha256
     monkeypatch.setattr(d4rl, "_sha256", lambda p: calls.append(p) or real(p))
-    _, first = load_d4rl_antmaze(f"d4rl:{path}")
-    _, second = load_d4rl_antmaze(f"d4rl:{path}")
+    _, first = load_d4rl(f"d4rl:{path}")
+    _, second = load_d4rl(f"d4rl:{path}")
     assert len(calls) == 1 and second.files == first.files
 
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
-    _, third = load_d4rl_antmaze(f"d4rl:{path}")
+    _, third = load_d4rl(f"d4rl:{path}")
     assert len(calls) == 2 and third.files == first.files
     assert _manifest(tmp_path)[UMAZE_FILE]["mtime_ns"] == path.stat().st_mtime_ns  # the new mtime is recorded
 
@@ -359,11 +360,11 @@ def test_unreadable_manifest_gives_one_line_naming_it_and_the_fix(tmp_path):
     _write(path, _umaze_arrays())
     (tmp_path / MANIFEST_NAME).write_text("{not json")
     with pytest.raises(CorruptDatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{path}")
+        load_d4rl(f"d4rl:{path}")
     _one_line_error(exc_info, tmp_path / MANIFEST_NAME, "cannot be read", "fix: delete it")
     (tmp_path / MANIFEST_NAME).write_text(json.dumps({"files": {UMAZE_FILE: {"size": "big"}}}))
     with pytest.raises(CorruptDatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{path}")
+        load_d4rl(f"d4rl:{path}")
     _one_line_error(exc_info, "malformed entries", UMAZE_FILE, "fix: delete it")
 
 
@@ -375,7 +376,7 @@ def test_manifest_write_failure_warns_one_line_and_still_loads(tmp_path, monkeyp
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(d4rl.os, "replace", no_space)
-    tr, _ = load_d4rl_antmaze(f"d4rl:{path}")
+    tr, _ = load_d4rl(f"d4rl:{path}")
     warning = [line for line in capsys.readouterr().err.splitlines() if MANIFEST_NAME in line]
     assert len(tr) > 0 and len(warning) == 1 and "No space left on device" in warning[0]
     assert {p.name for p in tmp_path.iterdir()} == {UMAZE_FILE}  # the temporary manifest is cleaned up
@@ -393,7 +394,7 @@ def test_corrupt_object_header_gives_one_corrupt_dataset_line(tmp_path):
     raw[header : header + 40] = b"\xff" * 40
     path.write_bytes(bytes(raw))
     with pytest.raises(CorruptDatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{path}")
+        load_d4rl(f"d4rl:{path}")
     _one_line_error(exc_info, path, "cannot be read: the hdf5 structure is damaged", "KeyError", "fix: replace it")
 
 
@@ -413,7 +414,7 @@ def test_any_h5py_error_while_opening_or_reading_is_one_corrupt_dataset_line(tmp
     else:
         monkeypatch.setattr(d4rl, "_read_open", boom)
     with pytest.raises(CorruptDatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{path}")
+        load_d4rl(f"d4rl:{path}")
     _one_line_error(exc_info, path, "synthetic h5py failure", "fix:")
     assert not (tmp_path / MANIFEST_NAME).exists()
 
@@ -476,14 +477,14 @@ def test_play_and_diverse_swapped_under_each_others_name_are_refused_with_one_li
     path = tmp_path / D4RL_ANTMAZE_FILES[task]
     _write(path, make())
     with pytest.raises(DatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{path}")
+        load_d4rl(f"d4rl:{path}")
     _one_line_error(exc_info, path, f"holds {looks_like} data, not {task}'s", evidence,
                     f"fix: rename it to {D4RL_ANTMAZE_FILES[looks_like]} and use d4rl:{looks_like}")
     assert not isinstance(exc_info.value, CorruptDatasetError) and not (tmp_path / MANIFEST_NAME).exists()
     # the same data under its own name loads
     right = tmp_path / "right" / D4RL_ANTMAZE_FILES[looks_like]
     _write(right, make())
-    assert len(load_d4rl_antmaze(f"d4rl:{right}")[0]) > 0
+    assert len(load_d4rl(f"d4rl:{right}")[0]) > 0
 
 
 def test_no_play_diverse_verdict_without_goals_few_episodes_or_in_the_gap(tmp_path):
@@ -496,8 +497,8 @@ def test_no_play_diverse_verdict_without_goals_few_episodes_or_in_the_gap(tmp_pa
     for k, (task, data) in enumerate(cases):
         path = tmp_path / str(k) / D4RL_ANTMAZE_FILES[task]
         _write(path, data)
-        assert d4rl.data_kind(task, d4rl._read_arrays(path, "-"))[0] is None, k
-        assert len(load_d4rl_antmaze(f"d4rl:{path}")[0]) > 0
+        assert d4rl.data_kind(task, d4rl._read_arrays(path, task, "-"))[0] is None, k
+        assert len(load_d4rl(f"d4rl:{path}")[0]) > 0
 
 
 def test_play_goal_cell_counts_match_the_generation_maps_g_cells():
@@ -520,9 +521,9 @@ def test_a_file_with_another_tasks_published_sha256_is_refused_naming_that_task(
     path = tmp_path / UMAZE_FILE
     _write(path, _umaze_arrays())
     raw = path.read_bytes()
-    monkeypatch.setitem(D4RL_PUBLISHED, "antmaze-umaze-diverse-v2", (len(raw), hashlib.sha256(raw).hexdigest()))
+    monkeypatch.setitem(PUBLISHED, "antmaze-umaze-diverse-v2", (len(raw), hashlib.sha256(raw).hexdigest()))
     with pytest.raises(DatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{path}")
+        load_d4rl(f"d4rl:{path}")
     _one_line_error(exc_info, path, "is D4RL's published antmaze-umaze-diverse-v2 file", "not antmaze-umaze-v2's",
                     f"rename it to {D4RL_ANTMAZE_FILES['antmaze-umaze-diverse-v2']}")
 
@@ -533,8 +534,8 @@ def test_a_file_matching_its_published_sha256_is_marked_published_skips_the_kind
     path = tmp_path / D4RL_ANTMAZE_FILES[task]
     _write(path, _maze_arrays("umaze", [(3, 1)], [(1, 1)]))  # fixed-start data: refused unless published
     raw = path.read_bytes()
-    monkeypatch.setitem(D4RL_PUBLISHED, task, (len(raw), hashlib.sha256(raw).hexdigest()))
-    _, info = load_d4rl_antmaze(f"d4rl:{path}")
+    monkeypatch.setitem(PUBLISHED, task, (len(raw), hashlib.sha256(raw).hexdigest()))
+    _, info = load_d4rl(f"d4rl:{path}")
     assert info.files[0]["published"] is True and _manifest(tmp_path)[path.name]["published"] is True
     assert "warning" not in capsys.readouterr().err
 
@@ -542,7 +543,7 @@ def test_a_file_matching_its_published_sha256_is_marked_published_skips_the_kind
 def test_an_unpublished_file_loads_with_one_warning_line_naming_the_published_sha256(tmp_path, capsys):
     path = tmp_path / UMAZE_FILE
     _write(path, _umaze_arrays())
-    load_d4rl_antmaze(f"d4rl:{path}")
+    load_d4rl(f"d4rl:{path}")
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(lines) == 1 and str(path) in lines[0] and D4RL_PUBLISHED[UMAZE][1] in lines[0]
     assert "not comparable" in lines[0]

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from pex_jax.data import d4rl
-from pex_jax.data.d4rl import D4RL_ANTMAZE_FILES, MANIFEST_NAME, fetch_d4rl_file, load_d4rl_antmaze
+from pex_jax.data.d4rl import D4RL_ANTMAZE_FILES, MANIFEST_NAME, fetch_d4rl_file, load_d4rl
 from pex_jax.errors import CorruptDatasetError, DatasetError, DatasetNotFoundError
 from tests.test_d4rl_data import _closed_port, _large_arrays, _one_line_error, _umaze_arrays, _write
 
@@ -127,14 +127,14 @@ def _own_part(directory: Path) -> tuple[Path, Path]:
 
 def test_download_validates_records_and_second_load_uses_the_local_file(server, umaze_bytes, tmp_path):
     server.payload = umaze_bytes
-    tr, info = load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
+    tr, info = load_d4rl(f"d4rl:{UMAZE}", progress=False)
     directory = tmp_path / "d4rl"
     local = directory / UMAZE_FILE
     sha = hashlib.sha256(umaze_bytes).hexdigest()
     assert len(server.requests) == 1 and local.read_bytes() == umaze_bytes and not _leftovers(directory)
     assert info.files[0]["path"] == str(local) and info.files[0]["sha256"] == sha
     assert json.loads((directory / MANIFEST_NAME).read_text())["files"][UMAZE_FILE]["sha256"] == sha
-    tr2, _ = load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
+    tr2, _ = load_d4rl(f"d4rl:{UMAZE}", progress=False)
     assert len(server.requests) == 1
     np.testing.assert_array_equal(tr.observations, tr2.observations)
 
@@ -145,12 +145,12 @@ def test_interrupted_download_keeps_its_pid_part_and_resume_sends_range_with_if_
     directory = tmp_path / "d4rl"
     part, meta = _own_part(directory)
     with pytest.raises(DatasetNotFoundError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
+        load_d4rl(f"d4rl:{UMAZE}", progress=False)
     _one_line_error(exc_info, UMAZE_FILE, f"connection closed after 5000 of {len(umaze_bytes)} bytes", part)
     assert part.stat().st_size == 5000 and json.loads(meta.read_text())["validator"] == '"v1"'
     assert not (directory / UMAZE_FILE).exists()
 
-    _, info = load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
+    _, info = load_d4rl(f"d4rl:{UMAZE}", progress=False)
     assert server.requests == [{"Range": None, "If-Range": None}, {"Range": "bytes=5000-", "If-Range": '"v1"'}]
     assert info.files[0]["sha256"] == hashlib.sha256(umaze_bytes).hexdigest() and not _leftovers(directory)
 
@@ -285,7 +285,7 @@ def test_html_reply_never_takes_the_final_name(server, tmp_path, reply):
         server.payload = b"\n  <!DOCTYPE html><html><body>Moved</body></html>" * 40
     directory = tmp_path / "d4rl"
     with pytest.raises(DatasetNotFoundError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
+        load_d4rl(f"d4rl:{UMAZE}", progress=False)
     evidence = "Content-Type text/html" if reply == "content_type" else "starting with '<'"
     _one_line_error(exc_info, UMAZE_FILE, "failed (the server sent a", evidence, "not the hdf5 file", "fix:")
     assert not _leftovers(directory)
@@ -296,12 +296,12 @@ def test_truncated_200_without_content_length_never_takes_the_final_name(server,
     server.payload, server.send_length, server.cut_after = umaze_bytes, False, len(umaze_bytes) // 2
     directory = tmp_path / "d4rl"
     with pytest.raises(CorruptDatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
+        load_d4rl(f"d4rl:{UMAZE}", progress=False)
     _one_line_error(exc_info, f"{server.url}/{UMAZE_FILE}", "without Content-Length", "is not an hdf5 file",
                     "fix: run again to download it anew")
     assert not (directory / UMAZE_FILE).exists() and not _leftovers(directory)
 
-    load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)  # the next call starts over and succeeds
+    load_d4rl(f"d4rl:{UMAZE}", progress=False)  # the next call starts over and succeeds
     assert (directory / UMAZE_FILE).read_bytes() == umaze_bytes and server.requests[-1]["Range"] is None
 
 
@@ -310,7 +310,7 @@ def test_served_file_failing_validation_is_deleted_and_never_takes_the_final_nam
     server.payload = _bytes_of(_large_arrays(), tmp_path_factory)  # another maze's data under umaze's name
     directory = tmp_path / "d4rl"
     with pytest.raises(DatasetError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
+        load_d4rl(f"d4rl:{UMAZE}", progress=False)
     _one_line_error(exc_info, f"the file downloaded from {server.url}/{UMAZE_FILE}", "do not fit the umaze maze")
     assert not (directory / UMAZE_FILE).exists() and not _leftovers(directory)
 
@@ -318,13 +318,13 @@ def test_served_file_failing_validation_is_deleted_and_never_takes_the_final_nam
 def test_unreachable_server_gives_one_line_error_naming_file_dir_url_and_other_sources(tmp_path):
     url = os.environ["D4RL_URL_BASE"] + UMAZE_FILE  # a closed loopback port (autouse fixture)
     with pytest.raises(DatasetNotFoundError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}", progress=False)
+        load_d4rl(f"d4rl:{UMAZE}", progress=False)
     msg = _one_line_error(exc_info, UMAZE_FILE, tmp_path / "d4rl", "$D4RL_DATASET_DIR", url, "failed (",
                           "SOURCE=minari", "D4RL/antmaze/umaze-v1", "SOURCE=local")
     assert "refused" in msg.lower() or "timed out" in msg
 
     with pytest.raises(DatasetNotFoundError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{UMAZE}", download=False)
+        load_d4rl(f"d4rl:{UMAZE}", download=False)
     msg = _one_line_error(exc_info, UMAZE_FILE, tmp_path / "d4rl", url, "SOURCE=minari", "SOURCE=local")
     assert "failed" not in msg
 
@@ -332,6 +332,6 @@ def test_unreachable_server_gives_one_line_error_naming_file_dir_url_and_other_s
 def test_missing_explicit_path_is_not_downloaded(server, tmp_path):
     path = tmp_path / "elsewhere" / UMAZE_FILE
     with pytest.raises(DatasetNotFoundError) as exc_info:
-        load_d4rl_antmaze(f"d4rl:{path}")
+        load_d4rl(f"d4rl:{path}")
     _one_line_error(exc_info, path, "does not exist")
     assert not server.requests

@@ -1,18 +1,22 @@
-"""The original D4RL AntMaze v2 hdf5 files as a data source (`dataset_id = "d4rl:antmaze-umaze-v2"`).
+"""The original D4RL hdf5 files as a data source: the AntMaze v2 files (`d4rl:antmaze-umaze-v2`) and the MuJoCo
+locomotion -v2 files (`d4rl:hopper-medium-v2`, `pex_jax.data.d4rl_locomotion`).
 
-Why: numbers comparable with the PEX paper (and every AntMaze table since IQL) need D4RL's own data, evaluated
-in D4RL's physics. Minari's D4RL/antmaze/*-v1 datasets were re-collected in Gymnasium-Robotics with a
-different ant (gear 150, 0.05 s steps) and a different controller, so they are a different benchmark.
+Why: numbers comparable with the PEX paper (and every table since IQL) need D4RL's own data, evaluated in the
+closest physics. Minari's D4RL/antmaze/*-v1 datasets were re-collected in Gymnasium-Robotics with a different
+ant (gear 150, 0.05 s steps) and a different controller, and its mujoco/* datasets in Gymnasium's v5 envs, so
+they are other benchmarks.
 
 The files are read with `d4rl.qlearning_dataset` semantics (terminate_on_end=False): row i becomes the
 transition (obs[i], act[i], r[i], obs[i+1], terminal[i]) unless `timeouts[i]` is set, in which case
-obs[i+1] belongs to the next episode and the row is dropped. Rewards stay raw 0/1; the runner applies r - 1.
+obs[i+1] belongs to the next episode and the row is dropped. Rewards stay raw (AntMaze 0/1: the runner
+applies r - 1).
 Files are looked up in $D4RL_DATASET_DIR (default ~/.d4rl/datasets, as D4RL does) and downloaded from
 D4RL's public location when missing (resumable, validated before the atomic rename into place).
 
 Verification: each file's size and sha256 are recorded in `<dir>/pex-jax-manifest.json` when it first passes
 validation, and later loads must match that record; the sha256 is also compared with the one published for
-D4RL's file (`D4RL_PUBLISHED`), and a file under a play name holding diverse data (or the reverse) is refused.
+every D4RL file (`PUBLISHED`), so another task's file under this task's name is refused; an AntMaze file under
+a play name holding diverse data (or the reverse) is refused too.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from pex_jax.data import d4rl_locomotion as loco
 from pex_jax.data.minari import DatasetInfo, Transitions
 from pex_jax.envs.d4rl_antmaze import ACT_DIM, CELL_SIZE, OBS_DIM, TASKS, free_space_fraction
 from pex_jax.errors import ConfigError, CorruptDatasetError, DatasetError, DatasetNotFoundError
@@ -60,6 +65,9 @@ D4RL_PUBLISHED: dict[str, tuple[int, str]] = {
 }
 # D4RL's `dataset_url` prefix for all six v2 tasks (Farama-Foundation/D4RL, d4rl/locomotion/__init__.py).
 D4RL_URL_BASE = "http://rail.eecs.berkeley.edu/datasets/offline_rl/ant_maze_v2/"
+# Every file this source knows, by D4RL task id: AntMaze and locomotion.
+FILES: dict[str, str] = {**D4RL_ANTMAZE_FILES, **loco.FILES}
+PUBLISHED: dict[str, tuple[int, str]] = {**D4RL_PUBLISHED, **loco.PUBLISHED}
 
 PREFIX = "d4rl:"
 MIN_FREE_FRACTION = 0.98
@@ -76,7 +84,7 @@ MIN_EPISODES_FOR_KIND = 20
 _CELL_SHARE = 0.005
 # Hand-picked goal cells of D4RL's generation maps (U_MAZE / BIG_MAZE / HARDEST_MAZE 'G' cells): play data's goals.
 PLAY_GOAL_CELLS = {"umaze": 1, "medium": 3, "large": 7}
-_FILE_TO_TASK = {name: task for task, name in D4RL_ANTMAZE_FILES.items()}
+_FILE_TO_TASK = {name: task for task, name in FILES.items()}
 
 
 def d4rl_dataset_dir() -> Path:
@@ -89,21 +97,29 @@ def is_d4rl_id(dataset_id: str) -> bool:
     return dataset_id.startswith(PREFIX)
 
 
+def is_antmaze(task: str) -> bool:
+    return task in D4RL_ANTMAZE_FILES
+
+
 def _minari_id(task: str) -> str:
+    if not is_antmaze(task):
+        return loco.minari_id(task)
     return "D4RL/antmaze/" + task[len("antmaze-") : -len("-v2")] + "-v1"
 
 
-def _file_url(name: str, base_url: str | None = None) -> str:
-    base = base_url or os.environ.get("D4RL_URL_BASE") or D4RL_URL_BASE
-    return (base if base.endswith("/") else base + "/") + name
+def _file_url(task: str, base_url: str | None = None) -> str:
+    """Where D4RL publishes `task`'s file; `base_url` or $D4RL_URL_BASE (a mirror of the files under their D4RL
+    names) replaces D4RL's location."""
+    base = base_url or os.environ.get("D4RL_URL_BASE") or (D4RL_URL_BASE if is_antmaze(task) else loco.URL_BASE)
+    return (base if base.endswith("/") else base + "/") + FILES[task]
 
 
 def resolve_d4rl(dataset_id: str) -> tuple[str, Path]:
     """`d4rl:<task id>` -> (task, D4RL_DATASET_DIR/<D4RL file name>); `d4rl:<path>` -> (task from its name, path)."""
     rest = dataset_id[len(PREFIX) :] if is_d4rl_id(dataset_id) else dataset_id
-    tasks = ", ".join(D4RL_ANTMAZE_FILES)
-    if rest in D4RL_ANTMAZE_FILES:
-        return rest, d4rl_dataset_dir() / D4RL_ANTMAZE_FILES[rest]
+    tasks = ", ".join(FILES)
+    if rest in FILES:
+        return rest, d4rl_dataset_dir() / FILES[rest]
     looks_like_path = "/" in rest or os.sep in rest or rest.startswith(("~", ".")) or rest.endswith((".hdf5", ".h5"))
     if not looks_like_path:
         raise ConfigError(
@@ -113,7 +129,7 @@ def resolve_d4rl(dataset_id: str) -> tuple[str, Path]:
     task = _FILE_TO_TASK.get(path.name)
     if task is None:
         raise ConfigError(
-            f"cannot tell which AntMaze task {path} belongs to: {path.name!r} is not one of D4RL's six v2 file names; "
+            f"cannot tell which D4RL task {path} belongs to: {path.name!r} is not one of D4RL's v2 file names; "
             f"fix: use d4rl:<task id> (one of {tasks}) with the file placed in D4RL_DATASET_DIR "
             f"({d4rl_dataset_dir()}) under its D4RL name, or rename it to its D4RL name "
             f"(e.g. {D4RL_ANTMAZE_FILES['antmaze-umaze-v2']})"
@@ -134,14 +150,13 @@ def _dir_label(directory: Path) -> str:
 
 
 def _other_sources(task: str) -> str:
-    return (
-        f"or use another source: SOURCE=minari (Minari {_minari_id(task)}, re-collected in other physics) "
-        "or SOURCE=local (datasets generated here)"
-    )
+    what = "re-collected in other physics" if is_antmaze(task) else "other data, collected in Gymnasium's v5 envs"
+    return (f"or use another source: SOURCE=minari (Minari {_minari_id(task)}, {what}) "
+            "or SOURCE=local (datasets generated here)")
 
 
 def _missing(task: str, directory: Path, url: str, reason: str | None) -> DatasetNotFoundError:
-    name = D4RL_ANTMAZE_FILES[task]
+    name = FILES[task]
     if reason is None:
         what = f"and download is off; fix: download {url} into that directory (or set D4RL_DATASET_DIR), "
     else:
@@ -337,12 +352,12 @@ def _path_lock(path: Path) -> threading.Lock:
 def _fetch(task: str, directory: Path, base_url: str | None, progress: bool, timeout: float
            ) -> tuple[Path, dict[str, np.ndarray] | None]:
     """Download `task`'s file and validate it before it takes its final name; returns (path, arrays read)."""
-    name = D4RL_ANTMAZE_FILES[task]
+    name = FILES[task]
     path = directory / name
     with _path_lock(path):
         if path.exists():  # another thread of this process finished it meanwhile
             return path, None
-        url = _file_url(name, base_url)
+        url = _file_url(task, base_url)
         part, meta = _part_paths(directory, name)
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -360,7 +375,7 @@ def _fetch(task: str, directory: Path, base_url: str | None, progress: bool, tim
         fix = (f"run again to download it anew ({name} was not created and the download was deleted), or copy "
                f"D4RL's {name} into {directory} by hand")
         try:
-            data = _read_arrays(part, fix, label)
+            data = _read_arrays(part, task, fix, label)
             _validate(part, task, data, fix, label)
         except DatasetError:
             _discard(part, meta)
@@ -387,10 +402,10 @@ def fetch_d4rl_file(
     renamed to the final name. Network failure or an HTML reply -> one-line `DatasetNotFoundError`; content
     that fails validation -> one-line `DatasetError` (the download is deleted).
     """
-    if task not in D4RL_ANTMAZE_FILES:
-        raise ConfigError(f"unknown D4RL task {task!r}; fix: use one of {', '.join(D4RL_ANTMAZE_FILES)}")
+    if task not in FILES:
+        raise ConfigError(f"unknown D4RL task {task!r}; fix: use one of {', '.join(FILES)}")
     directory = Path(directory).expanduser() if directory is not None else d4rl_dataset_dir()
-    path = directory / D4RL_ANTMAZE_FILES[task]
+    path = directory / FILES[task]
     if path.exists():
         return path
     return _fetch(task, directory, base_url, progress, timeout)[0]
@@ -481,13 +496,13 @@ def _check_recorded(path: Path, entry: dict, fix: str) -> tuple[str, bool]:
 
 def _published_as(size: int, sha: str) -> str | None:
     """The task whose published D4RL file has exactly this size and sha256, if any."""
-    return next((t for t, (s, h) in D4RL_PUBLISHED.items() if s == size and h == sha), None)
+    return next((t for t, (s, h) in PUBLISHED.items() if s == size and h == sha), None)
 
 
 # ------------------------------------------------------------------------------------------------ load
 
 
-def _read_arrays(path: Path, fix: str, label: str | None = None) -> dict[str, np.ndarray]:
+def _read_arrays(path: Path, task: str, fix: str, label: str | None = None) -> dict[str, np.ndarray]:
     """The five D4RL arrays (plus `infos/goal` when present and well formed); every h5py failure -> one line."""
     import h5py
 
@@ -502,13 +517,13 @@ def _read_arrays(path: Path, fix: str, label: str | None = None) -> dict[str, np
         raise corrupt(f"is not an hdf5 file ({_one_line(exc, 120)})") from None
     try:
         with file:
-            return _read_open(file, corrupt)
+            return _read_open(file, task, corrupt)
     except _H5_ERRORS as exc:  # a damaged object header, group or chunk
         raise corrupt(f"cannot be read: the hdf5 structure is damaged ({type(exc).__name__}: "
                       f"{_one_line(exc, 120)})") from None
 
 
-def _read_open(file, corrupt) -> dict[str, np.ndarray]:
+def _read_open(file, task: str, corrupt) -> dict[str, np.ndarray]:
     import h5py
 
     missing = [k for k in _KEYS if k not in file or not isinstance(file[k], h5py.Dataset)]
@@ -517,19 +532,27 @@ def _read_open(file, corrupt) -> dict[str, np.ndarray]:
                       f"{', '.join(sorted(file.keys())) or 'none'}")
     meta = {k: (file[k].shape, file[k].dtype) for k in _KEYS}
     n = meta["observations"][0][0] if meta["observations"][0] else None
-    expected = {"observations": (n, OBS_DIM), "actions": (n, ACT_DIM), "rewards": (n,), "terminals": (n,),
+    # locomotion widths are checked by validation, which can name the env the data belong to
+    if is_antmaze(task):
+        obs_dim, act_dim = OBS_DIM, ACT_DIM
+    else:
+        obs_dim, act_dim = (meta[k][0][1] if len(meta[k][0]) == 2 else -1 for k in ("observations", "actions"))
+    expected = {"observations": (n, obs_dim), "actions": (n, act_dim), "rewards": (n,), "terminals": (n,),
                 "timeouts": (n,)}
+    for key in ("rewards", "terminals", "timeouts"):  # some files store them as (N, 1)
+        if meta[key][0] == (n, 1):
+            meta[key] = ((n,), meta[key][1])
     for key in _KEYS:
         shape, dtype = meta[key]
-        if shape != expected[key]:
-            want = f"(N, {expected[key][1]})" if len(expected[key]) == 2 else "(N,)"
+        if shape != expected[key] or (len(shape) == 2 and not shape[1]):
+            want = f"(N, {expected[key][1] if expected[key][1] != -1 else 'k'})" if len(expected[key]) == 2 else "(N,)"
             rows = "" if key == "observations" else f" with N = {n} rows as in observations"
             raise corrupt(f"has {key} of shape {shape}: expected {want}{rows}")
         if not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
             raise corrupt(f"has {key} of dtype {dtype}: expected a numeric dtype")
     if n < 2:
         raise corrupt(f"has {n} row(s): expected at least 2 to form a transition")
-    data = {k: file[k][()] for k in _KEYS}
+    data = {k: file[k][()].reshape(meta[k][0]) for k in _KEYS}
     goal = file.get(GOAL_KEY)
     if isinstance(goal, h5py.Dataset) and goal.shape == (n, 2) and np.issubdtype(goal.dtype, np.number):
         data[GOAL_KEY] = goal[()]
@@ -541,6 +564,15 @@ def _validate(path: Path, task: str, data: dict[str, np.ndarray], fix: str, labe
 
     def corrupt(what: str) -> CorruptDatasetError:
         return CorruptDatasetError(f"{label} {what}; fix: {fix}")
+
+    if not is_antmaze(task):
+        found = loco.problems(task, data)
+        if found and "-d observations and" in found[0]:
+            raise DatasetError(f"{label} {found[0]}: it belongs to another env; fix: use the matching task's id "
+                               f"(d4rl:<env>-<level>-v2), or replace it with D4RL's {FILES[task]}")
+        if found:
+            raise corrupt(found[0])
+        return
 
     for key in _KEYS:
         arr = data[key]
@@ -655,41 +687,41 @@ def _verified_arrays(task: str, path: Path, data: dict[str, np.ndarray] | None, 
     entry = read_manifest(path.parent).get(path.name)
     sha, rewrite = _check_recorded(path, entry, fix) if entry is not None else (None, True)
     if data is None:
-        data = _read_arrays(path, fix)
+        data = _read_arrays(path, task, fix)
         _validate(path, task, data, fix)
     size = path.stat().st_size
     sha = sha or _sha256(path)
     published_as = _published_as(size, sha)
     if published_as is not None and published_as != task:
         raise DatasetError(
-            f"D4RL file {path} is D4RL's published {published_as} file ({D4RL_ANTMAZE_FILES[published_as]}, sha256 "
-            f"{sha}), not {task}'s; fix: rename it to {D4RL_ANTMAZE_FILES[published_as]} and use "
-            f"d4rl:{published_as}, or replace it with D4RL's {D4RL_ANTMAZE_FILES[task]} (from {url})"
+            f"D4RL file {path} is D4RL's published {published_as} file ({FILES[published_as]}, sha256 "
+            f"{sha}), not {task}'s; fix: rename it to {FILES[published_as]} and use "
+            f"d4rl:{published_as}, or replace it with D4RL's {FILES[task]} (from {url})"
         )
     published = published_as == task
-    if not published:  # D4RL's own bytes need no statistic; anything else must look like its task's data
+    if not published and is_antmaze(task):  # D4RL's own bytes need no statistic; others must look like the task's
         _check_kind(path, task, data, url)
     if rewrite:
         _record(path, sha, published)
     if not published:
-        want_size, want_sha = D4RL_PUBLISHED[task]
+        want_size, want_sha = PUBLISHED[task]
         print(f"warning: D4RL file {path} ({size} bytes, sha256 {sha}) is not D4RL's published "
-              f"{D4RL_ANTMAZE_FILES[task]} ({want_size} bytes, sha256 {want_sha}): scores on it are not comparable "
+              f"{FILES[task]} ({want_size} bytes, sha256 {want_sha}): scores on it are not comparable "
               "with D4RL results", file=sys.stderr)
     return data, {"path": str(path), "size": size, "sha256": sha, "published": published}
 
 
-def load_d4rl_antmaze(dataset_id: str, download: bool = True, progress: bool = True) -> tuple[Transitions, DatasetInfo]:
-    """Load a D4RL AntMaze v2 file (`d4rl:<task id>` or `d4rl:<path>`) as transitions plus its `DatasetInfo`.
+def load_d4rl(dataset_id: str, download: bool = True, progress: bool = True) -> tuple[Transitions, DatasetInfo]:
+    """Load a D4RL file (`d4rl:<task id>` or `d4rl:<path>`) as transitions plus its `DatasetInfo`.
 
     Failures are one-line errors: `DatasetNotFoundError` (missing file, download failed), `CorruptDatasetError`
     (not hdf5, damaged, wrong keys/shapes/values, differs from its manifest entry) or `DatasetError` (data from
-    another maze, another task's file or data).
+    another maze or env, another task's file or data).
     """
     task, path = resolve_d4rl(dataset_id)
-    by_id = dataset_id.removeprefix(PREFIX) in D4RL_ANTMAZE_FILES
-    name = D4RL_ANTMAZE_FILES[task]
-    url = _file_url(name)
+    by_id = dataset_id.removeprefix(PREFIX) in FILES
+    name = FILES[task]
+    url = _file_url(task)
     data = None
     if not path.exists():
         if not by_id:
@@ -709,25 +741,31 @@ def load_d4rl_antmaze(dataset_id: str, download: bool = True, progress: bool = T
     transitions = qlearning_transitions(data)
     if len(transitions) == 0:
         raise CorruptDatasetError(f"D4RL file {path} has no transitions left after dropping timeout rows; fix: {fix}")
+    if is_antmaze(task):
+        obs_dim, act_dim, refs, limit = OBS_DIM, ACT_DIM, (0.0, 1.0), TASKS[task].max_episode_steps
+        domain, transform = "maze", "minus_one"
+    else:
+        (obs_dim, act_dim), refs = loco.DIMS[loco.env_of(task)], loco.reference_scores(task)
+        limit, domain, transform = loco.MAX_EPISODE_STEPS, "locomotion", "identity"
 
     info = DatasetInfo(
         dataset_id=dataset_id,
-        obs_dim=OBS_DIM,
-        act_dim=ACT_DIM,
-        observation_space=gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32),
-        action_space=gym.spaces.Box(-1.0, 1.0, (ACT_DIM,), np.float32),
-        action_low=-np.ones(ACT_DIM, np.float32),
-        action_high=np.ones(ACT_DIM, np.float32),
-        ref_min_score=0.0,
-        ref_max_score=1.0,
+        obs_dim=obs_dim,
+        act_dim=act_dim,
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+        action_space=gym.spaces.Box(-1.0, 1.0, (act_dim,), np.float32),
+        action_low=-np.ones(act_dim, np.float32),
+        action_high=np.ones(act_dim, np.float32),
+        ref_min_score=refs[0],
+        ref_max_score=refs[1],
         score_source="d4rl",
         env_spec=None,
         eval_env_spec=None,
-        max_episode_steps=TASKS[task].max_episode_steps,
+        max_episode_steps=limit,
         total_steps=len(transitions),
         total_episodes=int(transitions.episode_ends.sum()),
-        domain="maze",
-        default_reward_transform="minus_one",
+        domain=domain,
+        default_reward_transform=transform,
         source="d4rl",
         task_hint=task,
         files=(file_entry,),

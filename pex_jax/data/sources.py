@@ -1,7 +1,7 @@
 """One entry point for every data source a run can name in `--config.dataset_id`.
 
-- `d4rl:<task id>` or `d4rl:<path to a D4RL AntMaze v2 hdf5>`: the original D4RL files
-  (`pex_jax.data.d4rl`), paired with the D4RL AntMaze env.
+- `d4rl:<task id>` or `d4rl:<path to a D4RL v2 hdf5>`: the original D4RL files (`pex_jax.data.d4rl`):
+  AntMaze, paired with the D4RL AntMaze env, and locomotion, evaluated in Gymnasium's -v4 envs.
 - anything else: a Minari dataset id (`D4RL/antmaze/umaze-v1`, `pex/pointmaze/umaze-v0`, ...).
 """
 
@@ -15,8 +15,8 @@ def load_transitions(dataset_id: str, download: bool | None = None, progress: bo
                      ) -> tuple[Transitions, DatasetInfo]:
     """Flat transitions and their `DatasetInfo`, from whichever source `dataset_id` names."""
     if is_d4rl_id(dataset_id):
-        from pex_jax.data.d4rl import load_d4rl_antmaze
+        from pex_jax.data.d4rl import load_d4rl
 
-        return load_d4rl_antmaze(dataset_id, download=bool(download) if download is not None else True,
+        return load_d4rl(dataset_id, download=bool(download) if download is not None else True,
                                  progress=progress)
     return load_dataset(dataset_id, download=download)

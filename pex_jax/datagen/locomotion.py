@@ -10,6 +10,7 @@ Medium and expert are sampled with the policy's own stochastic sampling (a tanh-
     python -m pex_jax.datagen.locomotion train --env=hopper --steps=500000 --seed=0    # `make mujoco-experts`
     python -m pex_jax.datagen.locomotion generate --env=all --level=all --skip-existing  # `make data-mujoco`
     python -m pex_jax.datagen.locomotion curve --env=hopper                             # re-plot the curve
+    python -m pex_jax.datagen.locomotion d4rl-file --env=hopper --level=medium --out=DIR  # D4RL's -v2 file layout
 
 `train` writes `assets/<env>_{medium,expert}.npz` (actor + JSON header) and the medium-replay dataset, since the
 buffer exists only during training. Without it, `generate` rebuilds medium-replay by re-running the seeded training
@@ -484,6 +485,51 @@ def generate_locomotion(env: str, level: str, steps: int = STEPS, seed: int = 0,
     return {**summary, "seconds": time.perf_counter() - start}
 
 
+def d4rl_rows(episodes: list[Episode]) -> dict[str, np.ndarray]:
+    """Episodes in the row layout of D4RL's -v2 files: one row per step, episodes back to back; `terminals` on an
+    episode's last row when the env ended it, `timeouts` there when its time limit or the step budget did."""
+    rows: dict[str, list] = {k: [] for k in ("observations", "next_observations", "actions", "rewards", "terminals",
+                                             "timeouts")}
+    for ep in episodes:
+        n = len(ep)
+        last = np.zeros(n, bool)
+        last[-1] = True
+        rows["observations"].append(ep.observations[:-1])
+        rows["next_observations"].append(ep.observations[1:])
+        rows["actions"].append(ep.actions)
+        rows["rewards"].append(ep.rewards)
+        rows["terminals"].append(last & ep.terminated)
+        rows["timeouts"].append(last & (not ep.terminated))
+    return {k: np.concatenate(v).astype(np.bool_ if k in ("terminals", "timeouts") else np.float32)
+            for k, v in rows.items()}
+
+
+def write_d4rl_file(env: str, level: str, out_dir: Path, steps: int = 100_000, seed: int = 0,
+                    policy_dir: Path = ASSETS, parallel: int = 10, progress: bool = True) -> Path:
+    """A file in the layout of D4RL's `<env>_<level>-v2.hdf5` (same name, keys, dtypes), from this module's policy
+    files: for running the D4RL locomotion source end to end without D4RL's files. Its data are made here (the
+    policy's own sampling in `<Env>-v5`), so its checksum is not D4RL's and the loader says so."""
+    import h5py
+
+    from pex_jax.data.d4rl_locomotion import file_name, task_id
+
+    if level not in ("medium", "expert"):
+        raise ConfigError(f"d4rl-file writes medium or expert (the policy files' levels), not {level!r}")
+    policy = load_policy(env_name(env), level, policy_dir)
+    act = policy.sampler(jax.random.fold_in(jax.random.PRNGKey(seed), LEVELS.index(level)))
+    episodes = rollout(env, act, parallel, [seed, LEVELS.index(level), 2], steps=steps,
+                       desc=f"{env} {level} (D4RL layout)" if progress else "")
+    path = Path(out_dir) / file_name(task_id(env, level))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(tmp, "w") as f:
+        for key, value in d4rl_rows(episodes).items():
+            f.create_dataset(key, data=value)
+        f["metadata/algorithm"] = np.bytes_("SAC (pex-jax datagen.locomotion)")
+    tmp.replace(path)
+    return path
+
+
 # ------------------------------------------------------------------------------------------------------------ CLI
 def _choices(value: str, valid: Sequence[str], check: Callable[[str], str]) -> list[str]:
     return list(valid) if value == "all" else [check(v) for v in value.split(",") if v]
@@ -509,6 +555,13 @@ def main(argv: list[str] | None = None) -> int:
     ge.add_argument("--overwrite", action="store_true", help="replace existing datasets")
     ge.add_argument("--skip-existing", action="store_true", help="leave existing datasets alone")
     ge.add_argument("--no-progress", action="store_true")
+    d4 = sub.add_parser("d4rl-file", help="write <env>_<level>-v2.hdf5 in D4RL's layout (data made here) into --out")
+    d4.add_argument("--env", required=True, help=f"one of {', '.join(ENVS)}")
+    d4.add_argument("--level", required=True, help="medium or expert")
+    d4.add_argument("--steps", type=int, default=100_000)
+    d4.add_argument("--seed", type=int, default=0)
+    d4.add_argument("--out", type=Path, required=True, help="e.g. $D4RL_DATASET_DIR")
+    d4.add_argument("--policy-dir", type=Path, default=ASSETS)
     cv = sub.add_parser("curve", help="re-plot a training curve CSV as a PNG next to it")
     cv.add_argument("--env", default="hopper")
     cv.add_argument("--csv", type=Path, default=None)
@@ -530,6 +583,11 @@ def main(argv: list[str] | None = None) -> int:
             if stale:
                 print(f"note: {', '.join(stale)} came from the previous policy files; regenerate them with "
                       f"`python -m pex_jax.datagen.locomotion generate --env={env} --level=medium,expert --overwrite`")
+        elif args.cmd == "d4rl-file":
+            if args.steps < 1:
+                raise ConfigError(f"--steps ({args.steps}) must be >= 1")
+            path = write_d4rl_file(args.env, args.level, args.out, args.steps, args.seed, args.policy_dir)
+            print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, D4RL's -v2 layout, data made here)")
         elif args.cmd == "curve":
             csv = args.csv or RESULTS / f"locomotion_sac_{env_name(args.env)}.csv"
             if not csv.is_file():

@@ -1,6 +1,6 @@
 """Environment tasks: one definition per task, used for both online training and evaluation.
 
-Two third-party messages that would otherwise open every maze run are dropped here, each matched exactly
+Third-party messages that would otherwise open every maze or D4RL locomotion run are dropped here, each matched exactly
 so that anything else the libraries say still reaches the user.
 """
 
@@ -23,6 +23,10 @@ ADROIT_NOTICE = re.compile(
 # filter that shows its deprecations, so ours goes in after that import, in front of it.
 ANTMAZE_V4_OUT_OF_DATE = r".*The environment AntMaze_\w+-v4 is out of date\."
 warnings.filterwarnings("ignore", message=ANTMAZE_V4_OUT_OF_DATE, category=DeprecationWarning)
+# The same for the locomotion v4 envs that D4RL's -v2 files are evaluated in: v4 is deliberate, the closest
+# to the gym -v2 envs the files were collected in (`pex_jax.data.d4rl_locomotion`).
+LOCOMOTION_V4_OUT_OF_DATE = r".*The environment (Hopper|HalfCheetah|Walker2d)-v4 is out of date\."
+warnings.filterwarnings("ignore", message=LOCOMOTION_V4_OUT_OF_DATE, category=DeprecationWarning)
 
 
 def register_robotics_envs() -> None:

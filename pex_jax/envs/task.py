@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from pex_jax.data.minari import DatasetInfo
 from pex_jax.envs import register_robotics_envs
@@ -51,6 +52,7 @@ class Task:
     maze_map: tuple | None = None  # goal_maze: walls plus one 'r' and one 'g'
     success_radius: float | None = None  # maze tasks: success (and the episode's end) within this radius
     env_spec: Any = None  # gym: the dataset's EnvSpec
+    clip_actions: bool = False  # gym: clip actions to the action space before stepping (D4RL's files' envs did)
     notes: tuple[str, ...] = ()  # one-line remarks the runner prints (e.g. a corrected Minari eval map)
 
     @property
@@ -67,6 +69,8 @@ class Task:
             out["reset_cell"], out["goal_cell"] = cells(self.maze_map, "r")[0], cells(self.maze_map, "g")[0]
         if self.success_radius is not None:
             out["success_radius"] = self.success_radius
+        if self.clip_actions:
+            out["clip_actions"] = True
         if self.notes:
             out["notes"] = list(self.notes)
         return out
@@ -163,6 +167,15 @@ def _episode_limit(spec: gym.envs.registration.EnvSpec, info: DatasetInfo) -> in
 
 def task_for_dataset(info: DatasetInfo) -> Task:
     """The task a dataset is trained and evaluated on (see the module docstring)."""
+    if info.source == "d4rl" and info.domain == "locomotion":
+        from pex_jax.data import d4rl_locomotion as loco
+
+        env_id = loco.GYM_IDS[loco.env_of(info.task_hint)]
+        _register(env_id)
+        return Task(name=info.task_hint, kind="gym", env_id=env_id, max_episode_steps=loco.MAX_EPISODE_STEPS,
+                    env_spec=gym.spec(env_id), clip_actions=True,
+                    notes=(f"evaluated in Gymnasium's {env_id} (D4RL collected the file in gym's -v2 env on "
+                           "mujoco_py), actions clipped to [-1, 1] as D4RL's wrapper does; docs/data.md",))
     if info.source == "d4rl":
         from pex_jax.envs import d4rl_antmaze
 
@@ -194,6 +207,15 @@ def task_for_dataset(info: DatasetInfo) -> Task:
     return Task(name=info.dataset_id, kind="gym", env_id=spec.id, max_episode_steps=limit, env_spec=spec)
 
 
+class ClipToBounds(gym.ActionWrapper):
+    """Clip actions to the action space before stepping, as D4RL's `NormalizedBoxEnv` did when its locomotion
+    files were collected (so the control cost sees the clipped action). Unlike gymnasium's `ClipAction`, the
+    action space stays the env's: the agent's action bounds are unchanged."""
+
+    def action(self, action):
+        return np.clip(action, self.action_space.low, self.action_space.high)
+
+
 def _build(task: Task, **kwargs: Any) -> gym.Env:
     if task.kind == "d4rl_antmaze":
         from pex_jax.envs.d4rl_antmaze import make_d4rl_antmaze
@@ -212,7 +234,8 @@ def _build(task: Task, **kwargs: Any) -> gym.Env:
         return GoalMazeTask(env, task.success_radius)
     if task.kind == "gym":
         _register(task.env_spec.id)
-        return gym.make(task.env_spec, max_episode_steps=limit, **kwargs)
+        env = gym.make(task.env_spec, max_episode_steps=limit, **kwargs)
+        return ClipToBounds(env) if task.clip_actions else env
     raise ConfigError(f"unknown task kind {task.kind!r}")
 
 

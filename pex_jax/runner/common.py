@@ -149,3 +149,25 @@ def logged_before(host: dict | None, offline_done: bool):
         return row.get("phase") == "offline" or row.get("online_step", 0) <= host["step"]
 
     return keep
+
+
+# Fields a task may set on its own in a multi-task call; every other field shapes the shared update.
+PER_TASK_FIELDS = {"task", "dataset_id", "run_dir", "eval_episodes", "eval_parallel_envs", "reward_transform",
+                   "terminal_on_success"}
+
+
+def update_fields(config) -> dict:
+    """The fields tasks sharing a device call must agree on (everything but `PER_TASK_FIELDS`)."""
+    return {k: v for k, v in config.to_dict().items() if k not in PER_TASK_FIELDS}
+
+
+def call_groups(configs: list, dims: list) -> list[list[int]]:
+    """Indices of the tasks that can share a device call, in first-seen order: equal obs/action shapes and equal
+    update fields (e.g. hopper apart from halfcheetah; a task with its own expectile apart from the others)."""
+    import json
+
+    groups: dict[str, list[int]] = {}
+    for i, (c, d) in enumerate(zip(configs, dims, strict=True)):
+        key = json.dumps([repr(d), update_fields(c)], sort_keys=True, default=repr)
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())

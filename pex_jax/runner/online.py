@@ -236,6 +236,16 @@ class Lane:
         return self.hi - self.lo
 
 
+def default_lanes(requested: int) -> int:
+    """`--config.pipeline_lanes`: -1 (or 0) = 2 on the CPU, where a call's cost grows with its agents so
+    halving them frees the cores for the other lane's envs; 1 on an accelerator, where a small call is
+    bound by kernel launches and costs about the same for half the agents (an assumption until measured,
+    docs/performance.md)."""
+    if requested > 0:
+        return int(requested)
+    return 2 if jax.default_backend() == "cpu" else 1
+
+
 def make_lanes(num_tasks: int, num_seeds: int, requested: int) -> list[Lane]:
     """Contiguous seed ranges; slots are lane-major, then task, then seed."""
     count = max(1, min(int(requested), num_seeds))
@@ -295,7 +305,7 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
     for ot in tasks:
         ot.dataset = None  # the stacked copy is the one in use
     sharded = can_shard(n_seeds)
-    lanes = make_lanes(n_tasks, n_seeds, 1 if sharded else int(config.pipeline_lanes))
+    lanes = make_lanes(n_tasks, n_seeds, 1 if sharded else default_lanes(int(config.pipeline_lanes)))
     for lane in lanes:
         lane.states, lane.keys = unalias(_split((states, keys), lane))
         lane.buffer = unalias(buffer.replace(data=_split(buffer.data, lane)))  # own size/ptr: inserts donate them

@@ -43,6 +43,7 @@ from pex_jax.finetune import finetune
 from pex_jax.pretrain import task_configs
 from pex_jax.runner.cli import validate_config
 from pex_jax.runner.common import INIT_STREAM, offline_meta, seed_keys
+from pex_jax.runner.online import default_lanes
 from pex_jax.runner.workers import default_workers
 from pex_jax.tools.bench.antmaze import LocalAntMaze
 from pex_jax.tools.bench.config import BenchConfig, parse_size
@@ -145,7 +146,7 @@ def run_once(bc: BenchConfig, case: EngineCase, mode: str, run_dir: Path, algo: 
     timing = json.loads((task_dir / "summary.json").read_text())["timing"]
     env_workers = 0 if mode == "baseline" else default_workers(bc.engine_env_workers, case.agents)
     return {"mode": mode, "env_workers": env_workers, "eval_workers": timing["eval_workers"],
-            "pipeline_lanes": int(configs[0].get("pipeline_lanes", 1)),
+            "pipeline_lanes": default_lanes(int(configs[0].get("pipeline_lanes", 1))),
             "window_s": seconds, "steps_per_s": rate, "agent_steps_per_s": rate * case.agents,
             "finetune_s": wall, "online_wall_s": timing["wall_s"], "eval_s": timing["eval_s"],
             "eval_blocking_s": timing["eval_blocking_s"], "eval_env_steps": timing["eval_env_steps"],
