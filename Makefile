@@ -213,7 +213,12 @@ mujoco-fidelity: $(STAMP) ## MuJoCo 2.x (D4RL's era) vs 4 on the same states and
 	  $(PY) experiments/mujoco_fidelity.py step --env=$$e --xml-dir=$$nx --states=$$w-states.npz --out=$$w-mj4.npz; \
 	  $(PY) experiments/mujoco_fidelity.py step --env=$$e --xml-dir=$$nx --states=$$w-states.npz --out=$$w-mj4-1e-9.npz --perturb=1e-9; \
 	done; \
-	$(PY) experiments/mujoco_fidelity.py compare --work=$(FIDELITY_WORK) --out=docs/results/mujoco_fidelity.md
+	w=$(FIDELITY_WORK)/antmaze; \
+	$(PY) experiments/mujoco_fidelity.py states --env=antmaze --count=300 --out=$$w-states.npz --xml-out=$$w-xml; \
+	$(MJ2_VENV)/bin/python experiments/mujoco_fidelity.py step --env=antmaze --xml-dir=$$w-xml/mj2 --states=$$w-states.npz --out=$$w-mj2.npz; \
+	$(PY) experiments/mujoco_fidelity.py step --env=antmaze --xml-dir=$$w-xml/mj4 --states=$$w-states.npz --out=$$w-mj4.npz; \
+	$(PY) experiments/mujoco_fidelity.py step --env=antmaze --xml-dir=$$w-xml/mj4 --states=$$w-states.npz --out=$$w-mj4-1e-9.npz --perturb=1e-9; \
+	$(PY) experiments/mujoco_fidelity.py compare --envs=hopper,halfcheetah,walker2d,antmaze --work=$(FIDELITY_WORK) --out=docs/results/mujoco_fidelity.md
 
 pointmaze: $(STAMP) ## PointMaze on the local datasets (generated if missing): SEED=0-2 ALGO=pex TASK=<task[,task]> RUN=<dir>
 	@set -e; for t in $$(echo '$(or $(TASK),$(POINTMAZE_TASKS))' | tr , ' '); do \
