@@ -56,10 +56,19 @@ def test_each_pretrained_task_equals_its_single_task_offline_run(tmp_path, two_t
     assert out["offline/normalized_score"] == [pre[s]["offline/normalized_score"] for s in ("0", "1")]
 
 
-def test_tasks_that_differ_in_update_hyperparameters_are_rejected(tmp_path):
-    configs = [_task(tmp_path, "a", TINY_ID), _task(tmp_path, "b", TINY2_ID, expectile=0.7)]
-    with pytest.raises(ConfigError, match="expectile"):
-        pretrain(configs, tmp_path / "multi")
+def test_tasks_that_differ_in_update_hyperparameters_train_in_separate_groups_with_their_own(
+        tmp_path, two_task_root, monkeypatch, capsys):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(two_task_root))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    configs = [_task(tmp_path, "tiny-a", TINY_ID, expectile=0.9), _task(tmp_path, "tiny-b", TINY2_ID, expectile=0.7)]
+    pretrain(configs, tmp_path / "multi", memory_budget=1 << 40)
+    assert "in 2 call group(s) [['tiny-a'], ['tiny-b']]" in capsys.readouterr().out
+    multi_dir = tmp_path / "multi" / "tiny-b" / "offline"
+    assert json.loads((multi_dir / "config.json").read_text())["expectile"] == 0.7
+    run(_task(tmp_path, "tiny-b", TINY2_ID, expectile=0.7, run_dir=str(tmp_path / "alone")))
+    a, m = _saved_leaves(tmp_path / "alone"), _saved_leaves(multi_dir)
+    for k in a:  # its own expectile: the same parameters as it alone
+        np.testing.assert_allclose(m[k], a[k], rtol=1e-3, atol=1e-4, err_msg=k)
 
 
 def test_tasks_are_grouped_while_their_padded_stack_fits_the_budget():
