@@ -193,3 +193,9 @@ def test_every_shipped_experiment_config_passes_validation(domain):
     assert len(tasks) >= 3
     for task in tasks:
         assert validate_config(module.get_config(task)) == [0], task
+
+
+def test_the_default_run_checkpoints_its_online_phase_so_a_preemption_loses_a_bounded_share():
+    c = default_config()
+    assert 0 < c.checkpoint_every <= c.online_steps // 10  # at most a tenth of a default online phase is lost
+    assert c.keep_checkpoints >= 1

@@ -1,6 +1,7 @@
 """The online engine: env workers, background evaluation and several tasks in one loop change
 nothing in the numbers, and a worker that fails stops the run with one line."""
 
+import contextlib
 import json
 import os
 import signal
@@ -173,3 +174,61 @@ def test_evaluation_splits_each_task_into_seed_chunks_for_the_pool(seeds, tasks,
     assert [c.stop - c.start for c in chunks] == sizes
     assert chunks[0].start == 0 and chunks[-1].stop == seeds
     assert all(a.stop == b.start for a, b in zip(chunks, chunks[1:], strict=False))
+
+
+def _eval_scheduler(tiny_env, timeout: float):
+    """A background evaluation pool of one worker on the tiny task, and an offline state to evaluate."""
+    import jax
+
+    from pex_jax.agents.algorithms import ALGORITHMS, Dims
+    from pex_jax.data.sources import load_transitions
+    from pex_jax.envs.task import task_for_dataset
+    from pex_jax.runner.evaluation import EvalScheduler, EvalTarget, state_template
+
+    config = tiny_config(Path("unused"))
+    _, info = load_transitions(TINY_ID, download=False, progress=False)
+    dims = Dims(info.obs_dim, info.act_dim, tuple(map(float, info.action_low)), tuple(map(float, info.action_high)))
+    target = EvalTarget(task_for_dataset(info), info, (0,), 1, 1, dims, config.to_dict())
+    states = jax.device_get(state_template(ALGORITHMS["offline"], dims, config, 1))
+    return EvalScheduler([target], workers=1, timeout=timeout), ALGORITHMS["offline"], states
+
+
+def _worker_pids(scheduler) -> list[int]:
+    deadline = time.time() + 60
+    while time.time() < deadline and not scheduler._pool._processes:
+        time.sleep(0.05)
+    return list(scheduler._pool._processes)
+
+
+def test_a_dead_evaluation_worker_gives_one_error_naming_task_and_step(tiny_env):
+    evals, spec, states = _eval_scheduler(tiny_env, timeout=120)
+    try:
+        evals.submit(0, spec, states, round_index=0, episodes=1, on_result=lambda r: None, where="online step 3000")
+        for pid in _worker_pids(evals):
+            os.kill(pid, signal.SIGKILL)
+        with pytest.raises(WorkerError, match=r"an evaluation worker died during the evaluation of task .*, online "
+                                              r"step 3000; rerun with --config.resume=auto") as e:
+            evals.collect()
+        assert "\n" not in str(e.value)
+    finally:
+        evals.close()
+
+
+def test_a_hung_evaluation_worker_gives_one_error_after_the_timeout(tiny_env):
+    evals, spec, states = _eval_scheduler(tiny_env, timeout=3)
+    pids = []
+    try:
+        evals.submit(0, spec, states, round_index=0, episodes=1, on_result=lambda r: None, where="offline step 500")
+        pids = _worker_pids(evals)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        t0 = time.time()
+        with pytest.raises(WorkerError, match=r"did not finish the evaluation of task .*, offline step 500 within 3 s"):
+            evals.collect()
+        assert time.time() - t0 < 30
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            evals.close()

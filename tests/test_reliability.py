@@ -109,6 +109,40 @@ def test_sigkill_mid_online_then_resume_matches_an_uninterrupted_run(tmp_path, t
     assert run_ids == sorted([*ids.values()] * 2)  # the resumed process continued the same W&B runs
 
 
+@pytest.mark.slow
+def test_sigterm_during_the_online_phase_checkpoints_exits_preempted_and_a_resume_finishes(tmp_path,
+                                                                                          tiny_minari_root):
+    run_dir = tmp_path / "stopped"
+    argv, env = _cli(run_dir, tiny_minari_root, "--config.algo=buffer", "--config.env_workers=1")
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:  # the first online checkpoint: the loop is running
+        ckpt = checkpoint.latest_run_state(run_dir)
+        if ckpt is not None and ckpt.name.startswith("online"):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("error: stopped by SIGTERM in the online phase") and "--config.resume=auto" in last
+    summary = json.loads((run_dir / "summary.json").read_text())
+    step = summary["preempted"]["step"]
+    assert summary["status"] == "preempted" and 300 <= step < 1200
+    assert checkpoint.latest_run_state(run_dir).name == f"online-{step:012d}"  # written at the stop
+    assert not _children(proc.pid)  # the env worker went with it
+
+    argv, env = _cli(run_dir, tiny_minari_root, "--config.algo=buffer", "--config.env_workers=1",
+                     "--config.resume=auto")
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    online_evals = [e for e in _evals(run_dir) if e[1] == "online"]
+    assert sorted({e[3] for e in online_evals}) == [0, 300, 600, 900, 1200]  # every evaluation, once per seed
+    assert len(online_evals) == 2 * 5
+
+
 def test_same_config_and_seeds_give_identical_results(tmp_path, tiny_env):
     a = run(tiny_config(tmp_path / "a", algo="buffer", seeds="0-1"))
     b = run(tiny_config(tmp_path / "b", algo="buffer", seeds="0-1"))

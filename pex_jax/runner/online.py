@@ -25,6 +25,7 @@ seed derived from (seed, step), before and after a resume alike, so no simulator
 from __future__ import annotations
 
 import contextlib
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -464,4 +465,4 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
         bar.close()
     finally:
         envs.close()
-        polled.__exit__(None, None, None)
+        polled.__exit__(*sys.exc_info())  # an exception in flight (a preemption with its step) stays the one raised
