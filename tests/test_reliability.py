@@ -23,6 +23,7 @@ from pex_jax.finetune import finetune
 from pex_jax.runner.common import check_finite
 from pex_jax.train import run
 from tests.conftest import TINY_ID, tiny_config
+from tests.test_run_dir import sigterm_at_first_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,24 +115,8 @@ def test_sigterm_during_the_online_phase_checkpoints_exits_preempted_and_a_resum
                                                                                           tiny_minari_root):
     run_dir = tmp_path / "stopped"
     argv, env = _cli(run_dir, tiny_minari_root, "--config.algo=buffer", "--config.env_workers=1")
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:  # the first online checkpoint: the loop is running
-        ckpt = checkpoint.latest_run_state(run_dir)
-        if ckpt is not None and ckpt.name.startswith("online"):
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be stopped"
-    proc.send_signal(signal.SIGTERM)
-    stderr = proc.communicate(timeout=300)[1]
-    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("error: stopped by SIGTERM in the online phase") and "--config.resume=auto" in last
-    summary = json.loads((run_dir / "summary.json").read_text())
-    step = summary["preempted"]["step"]
-    assert summary["status"] == "preempted" and 300 <= step < 1200
-    assert checkpoint.latest_run_state(run_dir).name == f"online-{step:012d}"  # written at the stop
-    assert not _children(proc.pid)  # the env worker went with it
+    step = sigterm_at_first_checkpoint(argv, env, run_dir, "online")
+    assert 300 <= step < 1200
 
     argv, env = _cli(run_dir, tiny_minari_root, "--config.algo=buffer", "--config.env_workers=1",
                      "--config.resume=auto")

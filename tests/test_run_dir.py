@@ -376,6 +376,30 @@ def _leaves(path: Path) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(state)]
 
 
+def sigterm_at_first_checkpoint(argv: list[str], env: dict, run_dir: Path, phase: str) -> int:
+    """Start the CLI, send SIGTERM once its first `phase` checkpoint exists, and check the stop: exit 128 +
+    SIGTERM, one last `error:` line naming the phase and the resume, `summary.json` preempted, a checkpoint
+    written at the stop step. Returns that step."""
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        ckpt = checkpoint.latest_run_state(run_dir)
+        if ckpt is not None and ckpt.name.startswith(phase):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    stderr = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: stopped by SIGTERM in the {phase} phase") and "--config.resume=auto" in last
+    summary = json.loads((run_dir / "summary.json").read_text())
+    step = summary["preempted"]["step"]
+    assert summary["status"] == "preempted" and summary["preempted"]["phase"] == phase
+    assert checkpoint.latest_run_state(run_dir).name == f"{phase}-{step:012d}"  # written at the stop
+    return step
+
+
 @pytest.mark.slow
 def test_sigterm_during_offline_training_checkpoints_exits_preempted_and_resumes_to_the_same_result(
         tmp_path, tiny_env):
@@ -384,21 +408,8 @@ def test_sigterm_during_offline_training_checkpoints_exits_preempted_and_resumes
 
     run_dir = tmp_path / "killed"
     env = {**os.environ, "MINARI_DATASETS_PATH": str(tiny_env), "WANDB_MODE": "disabled", "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.Popen(_cli_flags(run_dir), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and checkpoint.latest_run_state(run_dir) is None:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be stopped"
-    proc.send_signal(signal.SIGTERM)
-    stderr = proc.communicate(timeout=300)[1]
-    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith("error: stopped by SIGTERM in the offline phase") and "--config.resume=auto" in last
-    summary = json.loads((run_dir / "summary.json").read_text())
-    step = summary["preempted"]["step"]
-    assert summary["status"] == "preempted" and 1000 <= step < 3000
-    assert checkpoint.latest_run_state(run_dir).name == f"offline-{step:012d}"  # written at the stop
+    step = sigterm_at_first_checkpoint(_cli_flags(run_dir), env, run_dir, "offline")
+    assert 1000 <= step < 3000
     assert not (run_dir / checkpoint.OFFLINE_DIR).exists()
 
     done = subprocess.run([*_cli_flags(run_dir), "--config.resume=auto"], cwd=ROOT, env=env, capture_output=True,
