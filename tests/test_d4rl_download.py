@@ -43,7 +43,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         state = self.server.state
         state.requests.append({k: self.headers.get(k) for k in ("Range", "If-Range")})
-        if self.path.lstrip("/") != UMAZE_FILE:
+        if self.path.lstrip("/") != (state.name or UMAZE_FILE):
             self.send_error(404)
             return
         payload, start = state.payload, 0
@@ -89,7 +89,8 @@ def server(monkeypatch):
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.state = types.SimpleNamespace(payload=b"", requests=[], cut_after=None, ignore_range=False,
                                         etag='"v1"', last_modified=None, send_length=True,
-                                        content_type="application/octet-stream", pause=None, ignore_if_range=False)
+                                        content_type="application/octet-stream", pause=None, ignore_if_range=False,
+                                        name=None)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -335,3 +336,29 @@ def test_missing_explicit_path_is_not_downloaded(server, tmp_path):
         load_d4rl(f"d4rl:{path}")
     _one_line_error(exc_info, path, "does not exist")
     assert not server.requests
+
+
+def _locomotion_bytes(env: str, tmp_path_factory) -> bytes:
+    from tests.test_d4rl_locomotion import _rows
+
+    path = tmp_path_factory.mktemp("served_loco") / "file.hdf5"
+    _write(path, _rows(env, [(40, True), (60, False)]))
+    return path.read_bytes()
+
+
+def test_a_locomotion_file_downloads_through_the_same_verified_path(server, tmp_path, tmp_path_factory):
+    server.name, server.payload = "hopper_medium-v2.hdf5", _locomotion_bytes("hopper", tmp_path_factory)
+    tr, info = load_d4rl("d4rl:hopper-medium-v2", progress=False)
+    directory = tmp_path / "d4rl"
+    assert (directory / "hopper_medium-v2.hdf5").read_bytes() == server.payload
+    assert len(tr) == 100 - 1 and (info.obs_dim, info.act_dim) == (11, 3)  # the last row is the timeout
+    sha = hashlib.sha256(server.payload).hexdigest()
+    assert json.loads((directory / MANIFEST_NAME).read_text())["files"]["hopper_medium-v2.hdf5"]["sha256"] == sha
+
+
+def test_a_served_file_of_another_env_is_deleted_and_never_takes_the_final_name(server, tmp_path, tmp_path_factory):
+    server.name, server.payload = "hopper_medium-v2.hdf5", _locomotion_bytes("walker2d", tmp_path_factory)
+    with pytest.raises(DatasetError, match="17-d observations and 6-d actions"):
+        load_d4rl("d4rl:hopper-medium-v2", progress=False)
+    directory = tmp_path / "d4rl"
+    assert not directory.exists() or not any(directory.iterdir())
