@@ -7,6 +7,7 @@ No timings are asserted: the machines are shared and noisy; `make bench` reports
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -117,7 +118,10 @@ def test_quick_bench_reports_each_component_of_an_engine_step(quick_bench):
     # NullEnv steps cost next to nothing, so in-process stepping of it is far faster than of the ant
     local = {env: pools[(2, env, "LocalEnvs")]["steps_per_s"]["best"] for env in ("null", "ant")}
     assert local["null"] > local["ant"]
-    assert "### Env pools" in md and "2 h over the whole range" in md.split("## Projection")[1]  # toy: far above
+    assert "### Env pools" in md
+    # the verdict against 2 h is rendered (which one depends on the quick run's timings)
+    assert re.search(r"The engine: [\d.]+-[\d.]+ h, (within 2 h over the whole range|within 2 h at the low end, "
+                     r"above it at the high end|above 2 h over the whole range)", md.split("## Projection")[1])
 
 
 def test_quick_bench_reports_act_multitask_compile_memory_and_device(quick_bench):
