@@ -95,12 +95,16 @@ def test_allow_listed_fields_may_change_on_resume_and_result_fields_may_not(tmp_
             check_resume(run_dir, _record(tiny_config(tmp_path, algo="pex", **{field: value})))
 
 
-def test_checkpoint_every_may_change_only_for_an_offline_run(tmp_path):
-    offline = _start_run_dir(tiny_config(tmp_path / "a", algo="offline", checkpoint_every=0))
-    check_resume(offline, _record(tiny_config(tmp_path / "a", algo="offline", checkpoint_every=500)))
+def test_checkpoint_every_and_pipeline_lanes_may_change_only_for_an_offline_run(tmp_path):
+    offline = _start_run_dir(tiny_config(tmp_path / "a", algo="offline", checkpoint_every=0, pipeline_lanes=2))
+    check_resume(offline, _record(tiny_config(tmp_path / "a", algo="offline", checkpoint_every=500,
+                                              pipeline_lanes=-1)))
     online = _start_run_dir(tiny_config(tmp_path / "b", algo="pex", checkpoint_every=0))
     with pytest.raises(ConfigError, match="checkpoint_every 0 → 500"):
         check_resume(online, _record(tiny_config(tmp_path / "b", algo="pex", checkpoint_every=500)))
+    lanes = _start_run_dir(tiny_config(tmp_path / "c", algo="pex", pipeline_lanes=2))
+    with pytest.raises(ConfigError, match="pipeline_lanes 2 → 1"):  # other float rounding online
+        check_resume(lanes, _record(tiny_config(tmp_path / "c", algo="pex", pipeline_lanes=1)))
 
 
 def test_data_files_are_compared_by_content_not_by_path(tmp_path):

@@ -45,8 +45,9 @@ the windows of the train metrics, `updates_per_call` which chunk means are logge
 `eval_parallel_envs` / `eval_episodes` the evaluation episodes' seeds and count, and `eval_workers`
 0 vs > 0 whether evaluation runs on the accelerator or on the CPU."""
 
-RESUME_MAY_CHANGE_OFFLINE = RESUME_MAY_CHANGE | {"checkpoint_every"}
-"""An `offline` run has no online envs, so there `checkpoint_every` only switches checkpoints on or off."""
+RESUME_MAY_CHANGE_OFFLINE = RESUME_MAY_CHANGE | {"checkpoint_every", "pipeline_lanes"}
+"""An `offline` run has no online envs, so there `checkpoint_every` only switches checkpoints on or off, and
+`pipeline_lanes` (how the online engine splits its seeds) is never read."""
 
 
 class RunDirLocked(PexError):
