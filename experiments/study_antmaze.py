@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default=",".join(TASKS))
     p.add_argument("--algos", default=",".join(ALGOS),
-                   help="online algorithms, from pex,direct,buffer,pex_sac,sac (issue 15's SAC comparison)")
+                   help="online algorithms, from pex,direct,buffer,pex_sac,sac; empty: the offline run only")
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--scale", choices=("study", "paper"), default="study",
                    help="study: the reduced scale of docs/results/antmaze.md; paper: the reference's 1M + 1M")
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                    cwd=ROOT, check=True)
     for task in tasks:
         steps = f"--config.offline_steps={PAPER_OFFLINE_STEPS if paper else OFFLINE_STEPS.get(task, 100_000)}"
-        run_task(out / task, f"experiments/configs/antmaze.py:{task}-local", args.seeds, args.algos.split(","),
+        run_task(out / task, f"experiments/configs/antmaze.py:{task}-local", args.seeds, [a for a in args.algos.split(",") if a],
                  [steps, *(PAPER_SCALE if paper else SCALE), *COMMON, *extra])
     return 0
 

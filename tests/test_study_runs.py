@@ -1,6 +1,10 @@
 """The studies' shared run loop: what it runs, skips and resumes, and which runs start from the offline checkpoint."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,7 @@ from pex_jax.tools import study_runs
 
 def test_run_task_skips_finished_resumes_interrupted_and_passes_the_offline_checkpoint(tmp_path: Path, monkeypatch):
     calls = []
-    monkeypatch.setattr(study_runs.subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw["env"], kw["cwd"])))
+    monkeypatch.setattr(study_runs, "run_forwarding_sigterm", lambda cmd, **kw: calls.append((cmd, kw["env"], kw["cwd"])))
     task = tmp_path / "umaze"
     (task / "offline").mkdir(parents=True)
     (task / "offline" / "summary.json").write_text(json.dumps({}))  # finished
@@ -34,3 +38,22 @@ def test_a_failing_step_exits_with_its_code_and_no_traceback():
     with pytest.raises(SystemExit) as exit_info:
         study_runs.exit_with(main)
     assert exit_info.value.code == 2
+
+
+def test_sigterm_to_a_study_reaches_its_training_run_and_the_study_exits_with_the_runs_code(tmp_path: Path):
+    """The child stands in for `pex_jax.train`: on SIGTERM it writes its checkpoint marker and exits with code 3."""
+    marker, ready = tmp_path / "checkpointed", tmp_path / "ready"
+    child = (f"import signal, sys, time, pathlib\n"
+             f"def stop(*_):\n    pathlib.Path({str(marker)!r}).write_text('x'); sys.exit(3)\n"
+             f"signal.signal(signal.SIGTERM, stop)\npathlib.Path({str(ready)!r}).write_text('x')\ntime.sleep(60)\n")
+    study = (f"import sys\nfrom pathlib import Path\nfrom pex_jax.tools import study_runs\n"
+             f"study_runs.exit_with(lambda: study_runs.run_forwarding_sigterm([sys.executable, '-c', {child!r}], "
+             f"cwd=Path('.'), env=None) or 0)\n")
+    proc = subprocess.Popen([sys.executable, "-c", study])
+    deadline = time.time() + 30
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), "the child never started"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 3  # the run's exit code, not a SIGTERM death of the study
+    assert marker.exists()

@@ -8,6 +8,7 @@ process, so pieces fit in a session.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -34,7 +35,21 @@ def run_task(task_dir: Path, config: str, seeds: str, algos: Sequence[str], flag
         if algo in FROM_OFFLINE:
             cmd.append(f"--config.offline_checkpoint={task_dir / 'offline'}")
         print("study:", " ".join(cmd[1:]), flush=True)
-        subprocess.run(cmd, cwd=ROOT, check=True, env=env)
+        run_forwarding_sigterm(cmd, cwd=ROOT, env=env)
+
+
+def run_forwarding_sigterm(cmd: Sequence[str], cwd: Path, env: dict[str, str]) -> None:
+    """Run `cmd`, passing a SIGTERM sent to this process on to it: stopping a study then stops its training run
+    with a checkpoint (the run's own SIGTERM handling) instead of leaving it running on the run directory.
+    Ctrl-C needs no forwarding (the terminal signals the whole process group). Raises CalledProcessError on failure."""
+    proc = subprocess.Popen(list(cmd), cwd=cwd, env=env)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: proc.send_signal(signum))
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if code:
+        raise subprocess.CalledProcessError(code, list(cmd))
 
 
 def exit_with(main: Callable[[], int]) -> None:
