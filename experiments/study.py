@@ -47,7 +47,7 @@ def main(argv=None) -> int:
         subprocess.run([py, "-m", "pex_jax.datagen.pointmaze", f"--maze={spec['maze']}", f"--steps={spec['steps']}",
                         f"--noise={spec['noise']}", f"--seed={spec['seed']}", f"--dataset-id={dataset_id}",
                         "--skip-existing", "--no-progress"], cwd=ROOT, check=True)
-        run_task(out / task, f"experiments/configs/pointmaze.py:{task}", args.seeds, [a for a in args.algos.split(",") if a],
+        run_task(out / task, f"experiments/configs/pointmaze.py:{task}", args.seeds, args.algos.split(","),
                  [*COMMON, *extra])
     subprocess.run([py, "-m", "pex_jax.tools.report", "--runs", str(out), "--out", args.report], cwd=ROOT, check=True)
     return 0

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                    cwd=ROOT, check=True)
     for task in tasks:
         steps = f"--config.offline_steps={PAPER_OFFLINE_STEPS if paper else OFFLINE_STEPS.get(task, 100_000)}"
-        run_task(out / task, f"experiments/configs/antmaze.py:{task}-local", args.seeds, [a for a in args.algos.split(",") if a],
+        run_task(out / task, f"experiments/configs/antmaze.py:{task}-local", args.seeds, args.algos.split(","),
                  [steps, *(PAPER_SCALE if paper else SCALE), *COMMON, *extra])
     return 0
 

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         env, _, level = task.partition("-")
         subprocess.run([sys.executable, "-m", "pex_jax.datagen.locomotion", "generate", f"--env={env}",
                         f"--level={level}", "--skip-existing"], cwd=ROOT, check=True)
-        run_task(out / task, f"experiments/configs/locomotion.py:{task}-local", args.seeds, [a for a in args.algos.split(",") if a],
+        run_task(out / task, f"experiments/configs/locomotion.py:{task}-local", args.seeds, args.algos.split(","),
                  [*SCALE, *COMMON, *extra])
     return 0
 

@@ -21,10 +21,11 @@ FROM_OFFLINE = ("pex", "direct", "pex_sac")  # online algorithms that start from
 
 
 def run_task(task_dir: Path, config: str, seeds: str, algos: Sequence[str], flags: Sequence[str]) -> None:
-    """`offline`, then `algos`, each in `task_dir/<algo>`, with `pex_jax.train --config=<config>` and `flags`."""
+    """`offline`, then `algos` (empty names skipped: `--algos=` runs the offline part only), each in
+    `task_dir/<algo>`, with `pex_jax.train --config=<config>` and `flags`."""
     base = [sys.executable, "-m", "pex_jax.train", f"--config={config}", f"--config.seeds={seeds}", *flags]
     env = {**os.environ, "WANDB_MODE": os.environ.get("WANDB_MODE", "disabled")}
-    for algo in ("offline", *algos):
+    for algo in ("offline", *filter(None, algos)):
         run_dir = task_dir / algo
         if finished(run_dir):  # a preempted or failed run's summary.json says so: it resumes
             print(f"study: {task_dir.name}/{algo} done, skipping", flush=True)
