@@ -14,7 +14,8 @@ from pex_jax.tools import study_runs
 
 def test_run_task_skips_finished_resumes_interrupted_and_passes_the_offline_checkpoint(tmp_path: Path, monkeypatch):
     calls = []
-    monkeypatch.setattr(study_runs, "run_forwarding_sigterm", lambda cmd, **kw: calls.append((cmd, kw["env"], kw["cwd"])))
+    monkeypatch.setattr(study_runs, "run_forwarding_sigterm",
+                        lambda cmd, **kw: calls.append((cmd, kw["env"], kw["cwd"])))
     task = tmp_path / "umaze"
     (task / "offline").mkdir(parents=True)
     (task / "offline" / "summary.json").write_text(json.dumps({}))  # finished
