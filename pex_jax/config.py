@@ -26,6 +26,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.offline_checkpoint = ""  # reuse a pre-trained offline run (its offline_ckpt dir or run dir)
     c.resume = ""  # "" | "auto"
     c.download = True  # allow Minari to download when the network allows
+    # Hyperparameter grid on the vmapped axis (pex_jax/grid.py): 'inv_temperature=10,100;expectile=0.7,0.9'
+    c.grid = ""
+    c.grid_point = ""  # set per point by the grid ('inv_temperature=10,expectile=0.7'); never by hand
     # --- Data ---
     c.reward_transform = ""  # "" = dataset default: minus_one for mazes, identity for locomotion
     # Sparse goal-reaching tasks: a rewarded (goal-reaching) transition ends the task for that goal, as

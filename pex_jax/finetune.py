@@ -28,28 +28,28 @@ import numpy as np
 from pex_jax import checkpoint
 from pex_jax.agents.algorithms import ALGORITHMS, Dims, init_offline_state
 from pex_jax.agents.pex_sac import check_action_bounds
-from pex_jax.data.sources import load_transitions
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
+from pex_jax.grid import entry_name, group_name, offline_label, suffix
 from pex_jax.runner.cli import tasks_main, validate_config
 from pex_jax.runner.common import (
     INIT_STREAM,
     SCORE_NAMES,
     announce_task,
     call_groups,
-    dataset_batch,
     format_table,
     from_scores,
+    load_datasets,
     logged_before,
     offline_meta,
     run_record,
     seed_keys,
+    shared_dataset_batches,
     timing,
 )
 from pex_jax.runner.evaluation import EvalScheduler, EvalTarget, default_eval_workers
 from pex_jax.runner.online import OnlineTask, run_online
 from pex_jax.runner.run_dir import DIVERGED, FAILED, check_resume, end_status, finished, lock_run_dir, stop_on_signals
-from pex_jax.sharding import can_shard, replicate
 from pex_jax.tools.tracking import RunLogger
 
 
@@ -59,42 +59,46 @@ def _dims(info) -> Dims:
 
 
 def _offline_source(config, run_dir: Path) -> Path:
-    """Where a task's offline states come from: --config.offline_checkpoint, else pretrain's directory."""
-    return Path(config.offline_checkpoint) if config.offline_checkpoint else run_dir / config.task / "offline"
+    """Where a task's offline states come from: --config.offline_checkpoint, else pretrain's directory (a grid
+    point's: the offline run of its offline fields)."""
+    if config.offline_checkpoint:
+        return Path(config.offline_checkpoint)
+    return run_dir / config.task / ("offline" + suffix(offline_label(config)))
 
 
 def finetune(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bool = False) -> dict[str, dict]:
     """Fine-tune every task's seeds online, same-shape tasks in one loop; returns {task: summary}."""
     if not configs:
         raise ConfigError("no tasks given; pass --tasks=<task>,<task>,...")
-    names = [c.task for c in configs]
+    names = [entry_name(c) for c in configs]
     if len(set(names)) != len(names):
         raise ConfigError(f"tasks repeat in --tasks: {names}")
     seeds = [validate_config(c) for c in configs][0]
     spec = ALGORITHMS[configs[0].algo]
     if spec.name == "offline":
         raise ConfigError("algo=offline has no online phase; pre-train with `python -m pex_jax.pretrain`")
-    if len(configs) > 1 and any(c.offline_checkpoint for c in configs):
+    if len({c.task for c in configs}) > 1 and any(c.offline_checkpoint for c in configs):
         raise ConfigError("--config.offline_checkpoint names one task's checkpoint; with several tasks the "
                           "offline states come from <run_dir>/<task>/offline (python -m pex_jax.pretrain)")
-    dirs = {c.task: run_dir / c.task / c.algo for c in configs}
-    todo = [c for c in configs if not (resume and finished(dirs[c.task]))]
+    dirs = {entry_name(c): run_dir / c.task / (c.algo + suffix(c.grid_point)) for c in configs}
+    todo = [c for c in configs if not (resume and finished(dirs[entry_name(c)]))]
     for c in configs:
         if c not in todo:
-            print(f"finetune: {c.task} / {c.algo} already done ({dirs[c.task]}), skipping", flush=True)
+            print(f"finetune: {c.task} / {c.algo} already done ({dirs[entry_name(c)]}), skipping", flush=True)
     if spec.warm_start != "none":
         for c in todo:  # fail before any data loads
             checkpoint.resolve_offline_path(_offline_source(c, run_dir))
-    loaded = [load_transitions(c.dataset_id, download=bool(c.download), progress=bool(c.progress)) for c in todo]
+    loaded = load_datasets(todo)
     for c, (transitions, _) in zip(todo, loaded, strict=True):
         if c.batch_size > len(transitions):
             raise ConfigError(f"batch_size {c.batch_size} exceeds the {len(transitions)} transitions of "
                               f"{c.dataset_id}; lower --config.batch_size")
     all_dims = [_dims(info) for _, info in loaded]
     groups = call_groups(todo, all_dims)  # tasks of other shapes or update fields: further groups, one after another
-    summaries = {c.task: json.loads((dirs[c.task] / "summary.json").read_text()) for c in configs if c not in todo}
+    summaries = {entry_name(c): json.loads((dirs[entry_name(c)] / "summary.json").read_text())
+                 for c in configs if c not in todo}
     print(f"pex-jax finetune: {len(todo)} task(s) x seeds {seeds}, algo {spec.name}, in {len(groups)} group(s) "
-          f"{[[todo[i].task for i in g] for g in groups]}, device {jax.devices()[0].platform}", flush=True)
+          f"{[[entry_name(todo[i]) for i in g] for g in groups]}, device {jax.devices()[0].platform}", flush=True)
     for members in groups:
         summaries.update(_finetune_group(spec, [todo[i] for i in members], [loaded[i] for i in members], seeds,
                                          all_dims[members[0]], run_dir, dirs, resume))
@@ -105,31 +109,32 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
     config = configs[0]
     if spec.backbone == "sac":
         check_action_bounds(dims.action_low, dims.action_high)
-    group_dir = run_dir / (f"_online-{spec.name}-" + "+".join(c.task for c in configs))
+    group_dir = run_dir / group_name(f"_online-{spec.name}-", [entry_name(c) for c in configs])
     with ExitStack() as guard:
         for c in configs:
-            guard.enter_context(lock_run_dir(dirs[c.task]))
+            guard.enter_context(lock_run_dir(dirs[entry_name(c)]))
         stop = guard.enter_context(stop_on_signals())
-        for d in (group_dir, *(dirs[c.task] for c in configs)):
+        for d in (group_dir, *(dirs[entry_name(c)] for c in configs)):
             for line in checkpoint.recover(d):
                 print(f"recovered from an interrupted write: {line}", flush=True)
         saved = checkpoint.latest_run_state(group_dir) if resume else None
         raw, host = checkpoint.load_run_state(saved) if saved else (None, None)
         if saved:
-            print(f"resuming finetune {[c.task for c in configs]} from {saved.name}", flush=True)
+            print(f"resuming finetune {[entry_name(c) for c in configs]} from {saved.name}", flush=True)
         tasks, infos, targets, offline = [], [], [], []
         template = jax.jit(jax.vmap(lambda k: init_offline_state(k, dims, config)))(seed_keys(seeds, INIT_STREAM))
         expect = {k: v for k, v in offline_meta(config, seeds, dims).items() if k not in ("seeds", "dataset_id")}
-        for i, (c, (transitions, info)) in enumerate(zip(configs, loaded, strict=True)):
+        batches = shared_dataset_batches(configs, loaded)  # grid points of a task share one device copy
+        for i, (c, (_, info)) in enumerate(zip(configs, loaded, strict=True)):
             with c.unlocked():
-                c.run_dir = str(dirs[c.task])
+                c.run_dir = str(dirs[entry_name(c)])
                 if spec.warm_start != "none":  # recorded as a single-task run records it (reports follow it)
                     c.offline_checkpoint = str(_offline_source(c, run_dir))
             task = task_for_dataset(info)
             check_task(task, info)
             record = run_record(c, task, info)
-            if resume and (dirs[c.task] / "config.json").exists():
-                check_resume(dirs[c.task], record | {"seeds": seeds})
+            if resume and (dirs[entry_name(c)] / "config.json").exists():
+                check_resume(dirs[entry_name(c)], record | {"seeds": seeds})
             announce_task(task, info)
             offline_eval = None
             if spec.warm_start != "none":
@@ -141,11 +146,9 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
             if host is not None:
                 offline_eval = from_scores(host["offline_eval"][i]) or offline_eval
             transform = c.reward_transform or info.default_reward_transform
-            dataset = dataset_batch(transitions, info, transform, bool(c.terminal_on_success))
-            if can_shard(len(seeds)):
-                dataset = replicate(dataset)
-            logger = RunLogger(dirs[c.task], record, seeds, use_wandb=bool(c.wandb.enabled),
-                               resume=resume and (dirs[c.task] / "config.json").exists(),
+            dataset = batches[i]
+            logger = RunLogger(dirs[entry_name(c)], record, seeds, use_wandb=bool(c.wandb.enabled),
+                               resume=resume and (dirs[entry_name(c)] / "config.json").exists(),
                                resume_keep=logged_before(host, False))
             guard.callback(logger.close)  # a no-op once closed with its status below
             tasks.append(OnlineTask(c, task, dataset, logger, transform, offline_eval=offline_eval))
@@ -166,7 +169,7 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
             status, detail = end_status(e)
             for i, ot in enumerate(tasks):
                 if status == DIVERGED and i != failing:
-                    ot.logger.close(status=FAILED, detail={"error": f"stopped because {configs[failing].task}, "
+                    ot.logger.close(status=FAILED, detail={"error": f"stopped because {entry_name(configs[failing])}, "
                                                                      f"trained in the same call, diverged"})
                 else:
                     ot.logger.close(status=status, detail=detail)
@@ -174,7 +177,7 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
         wall = time.perf_counter() - t_run
         summaries = {}
         for ot, info in zip(tasks, infos, strict=True):
-            summaries[ot.config.task] = finish_task(ot, info, seeds, spec, timing(wall, evals))
+            summaries[entry_name(ot.config)] = finish_task(ot, info, seeds, spec, timing(wall, evals))
         return summaries
 
 
@@ -201,7 +204,8 @@ def finish_task(ot: OnlineTask, info, seeds: list[int], spec, timing_info: dict)
     summary.update(info_out)
     ot.logger.summary({"final/normalized_score": final, **finals}, info_out)
     ot.logger.close()
-    print(f"\n{SCORE_NAMES[ot.task.score]} for {ot.config.task} / {spec.name}:\n{format_table(table)}\n", flush=True)
+    print(f"\n{SCORE_NAMES[ot.task.score]} for {entry_name(ot.config)} / {spec.name}:\n{format_table(table)}\n",
+          flush=True)
     return summary
 
 

@@ -9,7 +9,8 @@ pair gets exactly the batches, and therefore the parameters, it would get when r
     datasets, rows = stack_datasets([umaze, medium, large])
     states = init_multitask_states(keys, dims, config)           # keys: (tasks, seeds, 2)
     chunk = jax.jit(make_multitask_offline_chunk(config, 1000), donate_argnums=(0,))
-    states, keys, metrics = chunk(states, keys, datasets, rows)  # metrics: (tasks, seeds)
+    states, keys, metrics = chunk(states, keys, datasets, rows, stack_hparams(configs), jnp.arange(3))
+    # metrics: (tasks, seeds); the "tasks" may also be grid points sharing one dataset (`pex_jax.grid`)
 
 Why: on an accelerator one call for tasks x seeds fills the device where one task would not;
 on CPU it saves one dispatch per task and chunk and lets XLA batch the small matmuls
@@ -21,8 +22,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from pex_jax.agents.algorithms import Dims, init_offline_state, make_offline_chunk, over_seeds
-from pex_jax.agents.iql import Batch, IQLState
+from pex_jax.agents.algorithms import Dims, hparams, init_offline_state, make_offline_chunk, over_seeds
+from pex_jax.agents.iql import Batch, Hparams, IQLState
 
 
 def stack_datasets(datasets: Sequence[Batch]) -> tuple[Batch, jax.Array]:
@@ -53,14 +54,40 @@ def init_multitask_states(keys: jax.Array, dims: Dims, config) -> IQLState:
 
 
 def make_multitask_offline_chunk(config, num_updates: int, sequential: bool | None = None):
-    """`make_offline_chunk` over seeds (shared dataset) and then tasks (own dataset).
+    """`make_offline_chunk` over seeds (shared dataset and hyperparameters) and then tasks (own dataset,
+    own traced hyperparameters).
 
-    Signature: (states, keys, datasets, rows) -> (states, keys, metrics), with leading
-    (tasks, seeds) axes on states/keys/metrics and (tasks,) on datasets/rows. Both axes go through
+    Signature: (states, keys, datasets, rows, hps, index) -> (states, keys, metrics), with leading
+    (tasks, seeds) axes on states/keys/metrics, (tasks,) on rows, hps (`stack_hparams`) and index (which
+    of the stacked datasets each task samples), and the stack itself shared. Both axes go through
     `over_seeds`: vmapped on accelerators and several devices, looped on a single CPU, where
     interleaving every (task, seed) op by op thrashes the caches (6 tasks x 2 seeds vmapped ran at
     0.87x the tasks one after another; docs/performance.md).
     """
     chunk = make_offline_chunk(config, num_updates)
-    per_task = over_seeds(chunk, (0, 0, None, None), sequential)
-    return over_seeds(per_task, (0, 0, 0, 0), sequential)
+    per_task = over_seeds(chunk, (0, 0, None, None, None, None), sequential)
+    over_tasks = over_seeds(per_task, (0, 0, None, 0, 0, 0), sequential)
+
+    def multi(states, keys, datasets: Batch, rows: jax.Array, hps: Hparams | None = None,
+              index: jax.Array | None = None):
+        """hps default: the config's values for every task; index default: task i samples dataset i."""
+        count = rows.shape[0]
+        if hps is None:
+            hps = jax.tree.map(lambda x: jnp.broadcast_to(x, (count,)), hparams(config))
+        if index is None:
+            index = jnp.arange(count, dtype=jnp.int32)
+        return over_tasks(states, keys, datasets, rows, hps, index)
+
+    return multi
+
+
+def unique_datasets(datasets: Sequence[Batch]) -> tuple[list[Batch], jax.Array]:
+    """The distinct datasets (by identity) and, per entry, the index of its own: grid points of one task
+    share one device copy of its data."""
+    unique, index, seen = [], [], {}
+    for d in datasets:
+        if id(d) not in seen:
+            seen[id(d)] = len(unique)
+            unique.append(d)
+        index.append(seen[id(d)])
+    return unique, jnp.asarray(index, jnp.int32)

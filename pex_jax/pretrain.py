@@ -29,11 +29,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pex_jax import checkpoint
-from pex_jax.agents.algorithms import ALGORITHMS, Dims
-from pex_jax.data.sources import load_transitions
+from pex_jax.agents.algorithms import ALGORITHMS, Dims, stack_hparams
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
-from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets
+from pex_jax.grid import entry_name, group_name, offline_dir
+from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets, unique_datasets
 from pex_jax.runner.cli import tasks_main, validate_config
 from pex_jax.runner.common import (
     INIT_STREAM,
@@ -42,16 +42,17 @@ from pex_jax.runner.common import (
     announce_task,
     call_groups,
     check_finite,
-    dataset_batch,
     eval_episodes,
     format_table,
     from_scores,
     host_metrics,
+    load_datasets,
     logged_before,
     offline_meta,
     run_record,
     scores_of,
     seed_keys,
+    shared_dataset_batches,
     unalias,
 )
 from pex_jax.runner.evaluation import EvalScheduler, EvalTarget, default_eval_workers
@@ -100,15 +101,17 @@ def _device_bytes_free() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def group_tasks(rows: list[int], row_bytes: int, budget: int) -> list[list[int]]:
-    """Consecutive task groups whose zero-padded stack (tasks x longest x row_bytes) fits `budget`.
+def group_tasks(rows: list[int], row_bytes: int, budget: int, data: list | None = None) -> list[list[int]]:
+    """Consecutive task groups whose zero-padded stack (distinct datasets x longest x row_bytes) fits `budget`.
 
+    `data[i]` names task i's dataset (default: each its own); entries sharing one (grid points) stack it once.
     A task that does not fit even alone gets a group of its own (it runs as it would alone).
     """
+    data = list(range(len(rows))) if data is None else data
     groups: list[list[int]] = []
     for i, n in enumerate(rows):
         g = groups[-1] if groups else None
-        if g is not None and (len(g) + 1) * max(n, *(rows[j] for j in g)) * row_bytes <= budget:
+        if g is not None and len({data[j] for j in (*g, i)}) * max(n, *(rows[j] for j in g)) * row_bytes <= budget:
             g.append(i)
         else:
             groups.append([i])
@@ -123,7 +126,7 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
     """
     if not configs:
         raise ConfigError("no tasks given; pass --tasks=<task>,<task>,...")
-    names = [c.task for c in configs]
+    names = [entry_name(c) for c in configs]
     if len(set(names)) != len(names):
         raise ConfigError(f"tasks repeat in --tasks: {names}")
     # Validate as given first (`make antmaze` passes the algorithm that will fine-tune, so a typo fails
@@ -132,10 +135,10 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
     for c in configs:
         with c.unlocked():
             c.algo = "offline"
-    dirs = [run_dir / c.task / "offline" for c in configs]
+    dirs = [offline_dir(run_dir, c) for c in configs]
     if resume and all(finished(d) for d in dirs):
         print(f"pretrain: {names} already done ({run_dir}), skipping", flush=True)
-        return {c.task: json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
+        return {entry_name(c): json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
     with ExitStack() as guard:  # one writer per task directory; SIGTERM / SIGINT stop after a checkpoint
         for d in dirs:
             guard.enter_context(lock_run_dir(d))
@@ -148,9 +151,9 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
 
 def _pretrain_locked(configs, run_dir: Path, seeds: list[int], resume: bool, memory_budget: int | None,
                      stop: StopRequest) -> dict[str, dict]:
-    names = [c.task for c in configs]
-    # Load (and fail on a missing dataset) before any training.
-    loaded = [load_transitions(c.dataset_id, download=bool(c.download), progress=bool(c.progress)) for c in configs]
+    names = [entry_name(c) for c in configs]
+    # Load (and fail on a missing dataset) before any training; grid points of a task share its data.
+    loaded = load_datasets(configs)
     tasks = [task_for_dataset(info) for _, info in loaded]
     for task, (_, info) in zip(tasks, loaded, strict=True):
         check_task(task, info)
@@ -166,8 +169,8 @@ def _pretrain_locked(configs, run_dir: Path, seeds: list[int], resume: bool, mem
     for members in call_groups(configs, all_dims):
         dims = all_dims[members[0]]
         row_bytes = 4 * (2 * dims.obs_dim + dims.action_dim + 2)
-        groups += [[members[j] for j in g] for g in group_tasks([len(loaded[i][0]) for i in members], row_bytes,
-                                                                 budget)]
+        sizes, data = [len(loaded[i][0]) for i in members], [id(loaded[i][0]) for i in members]
+        groups += [[members[j] for j in g] for g in group_tasks(sizes, row_bytes, budget, data)]
     print(f"pex-jax pretrain: {len(configs)} task(s) x seeds {seeds} in {len(groups)} call group(s) "
           f"{[[names[i] for i in g] for g in groups]}, device {jax.devices()[0].platform}", flush=True)
     summaries = {}
@@ -183,14 +186,14 @@ def _pretrain_locked(configs, run_dir: Path, seeds: list[int], resume: bool, mem
 def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, resume: bool,
                     stop: StopRequest | None = None) -> dict[str, dict]:
     config, t_count = configs[0], len(configs)
-    group_dir = run_dir / ("_group-" + "+".join(c.task for c in configs))  # run-state checkpoints
-    dirs = [run_dir / c.task / "offline" for c in configs]
+    group_dir = run_dir / group_name("_group-", [entry_name(c) for c in configs])  # run-state checkpoints
+    dirs = [offline_dir(run_dir, c) for c in configs]
     for d in (group_dir, *dirs):  # before the resume looks for the newest checkpoint
         for line in checkpoint.recover(d):
             print(f"recovered from an interrupted write: {line}", flush=True)
     if resume and all(finished(d) for d in dirs):
-        print(f"pretrain: {[c.task for c in configs]} already done, skipping", flush=True)
-        return {c.task: json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
+        print(f"pretrain: {[entry_name(c) for c in configs]} already done, skipping", flush=True)
+        return {entry_name(c): json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
     saved = checkpoint.latest_run_state(group_dir) if resume else None
     raw, host = checkpoint.load_run_state(saved) if saved else (None, None)
     loggers, targets = [], []
@@ -206,10 +209,11 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
                                  resume_keep=logged_before(host, False)))
         targets.append(EvalTarget(task, info, tuple(seeds), int(c.eval_episodes), int(c.eval_parallel_envs), dims,
                                   c.to_dict()))
-    datasets = [dataset_batch(t, info, c.reward_transform or info.default_reward_transform,
-                              bool(c.terminal_on_success)) for c, (t, info) in zip(configs, loaded, strict=True)]
-    stacked, rows = stack_datasets(datasets)
-    del datasets
+    datasets = shared_dataset_batches(configs, loaded)
+    unique, index = unique_datasets(datasets)
+    stacked, unique_rows = stack_datasets(unique)
+    rows, hps = unique_rows[index], stack_hparams(configs)  # per entry (a task or a grid point)
+    del datasets, unique
 
     def tiled(stream):
         return jnp.broadcast_to(seed_keys(seeds, stream), (t_count, len(seeds), 2))
@@ -223,10 +227,10 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
         keys, done = jnp.asarray(raw["keys"]), int(host["step"])
         last = [from_scores(s) for s in host["last_eval"]]
         pending = host.get("pending_eval")
-        print(f"resuming pretrain {[c.task for c in configs]} from {saved.name}", flush=True)
+        print(f"resuming pretrain {[entry_name(c) for c in configs]} from {saved.name}", flush=True)
     if can_shard(len(seeds)):  # several devices: each runs its share of every task's seeds
         states, keys = shard_seeds((states, keys), axis=1)
-        stacked, rows = replicate((stacked, rows))
+        stacked, rows, hps, index = replicate((stacked, rows, hps, index))
     total, every = int(config.offline_steps), int(config.offline_eval_every)
     chunks = {}
     bar = tqdm(total=total, initial=done, desc=f"offline updates ({t_count} tasks)", unit="upd",
@@ -268,14 +272,15 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
                 if config.checkpoint_every > 0 and saved_at != done:
                     for i, c in enumerate(configs):  # never checkpoint a diverged state
                         checking = i
-                        check_finite(jax.tree.map(lambda x, i=i: x[i], metrics), seeds, f"offline ({c.task})", done)
+                        check_finite(jax.tree.map(lambda x, i=i: x[i], metrics), seeds, f"offline ({entry_name(c)})",
+                                     done)
                     path = save()
                 raise stop.preempted("offline", done, path)
             next_stop = min(total, (done // every + 1) * every)
             n = min(int(config.updates_per_call), next_stop - done)
             if n not in chunks:
                 chunks[n] = jax.jit(make_multitask_offline_chunk(config, n), donate_argnums=(0,))
-            states, keys, metrics = chunks[n](states, keys, stacked, rows)
+            states, keys, metrics = chunks[n](states, keys, stacked, rows, hps, index)
             done += n
             bar.update(n)
             if done < next_stop:
@@ -283,7 +288,7 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
             for i, c in enumerate(configs):
                 task_metrics = jax.tree.map(lambda x, i=i: x[i], metrics)
                 checking = i
-                check_finite(task_metrics, seeds, f"offline ({c.task})", done)
+                check_finite(task_metrics, seeds, f"offline ({entry_name(c)})", done)
                 loggers[i].log(host_metrics(task_metrics, "train"), phase="offline", offline_step=done,
                                online_step=0)
             evals.collect()
@@ -304,8 +309,8 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
                                 "timing": {"eval_s": round(evals.eval_seconds, 2),
                                            "eval_blocking_s": round(evals.blocked_seconds, 2),
                                            "eval_env_steps": evals.env_steps, "eval_workers": evals.workers}})
-            summaries[c.task] = json.loads((dirs[i] / "summary.json").read_text())
-            print(f"\n{SCORE_NAMES[tasks[i].score]} for {c.task} / offline:\n"
+            summaries[entry_name(c)] = json.loads((dirs[i] / "summary.json").read_text())
+            print(f"\n{SCORE_NAMES[tasks[i].score]} for {entry_name(c)} / offline:\n"
                   f"{format_table([('offline (end)', seeds, scores)])}\n", flush=True)
     except BaseException as e:
         ended = e

@@ -7,6 +7,7 @@ Python here only drives loops, environments, checkpoints and logging; every upda
 action selection is a jitted, seed-vmapped pure function from `pex_jax.agents.algorithms`.
 """
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from pex_jax import checkpoint
 from pex_jax.agents.algorithms import (
     ALGORITHMS,
     Dims,
+    hparams,
     init_offline_state,
     make_offline_chunk,
     over_seeds,
@@ -30,6 +32,7 @@ from pex_jax.agents.pex_sac import check_action_bounds
 from pex_jax.data.sources import load_transitions
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
+from pex_jax.grid import expand, grid_id, offline_dir, offline_points, suffix
 from pex_jax.runner.cli import absl_main, validate_config
 from pex_jax.runner.common import (
     INIT_STREAM,
@@ -89,11 +92,11 @@ def offline_phase(config, seeds, dims, dataset: Batch, evals: EvalScheduler, log
         pending = host.get("pending_eval")
     if can_shard(len(seeds)):  # several devices: each runs its share of the seeds
         states, keys = shard_seeds((states, keys))
-    chunk_fns = {}
+    chunk_fns, hp = {}, hparams(config)  # traced: the program a grid point of these values also runs
 
     def chunk_fn(n):
         if n not in chunk_fns:
-            fn = over_seeds(make_offline_chunk(config, n), (0, 0, None))
+            fn = over_seeds(make_offline_chunk(config, n), (0, 0, None, None, None))
             chunk_fns[n] = jax.jit(fn, donate_argnums=(0,))
         return chunk_fns[n]
 
@@ -127,7 +130,7 @@ def offline_phase(config, seeds, dims, dataset: Batch, evals: EvalScheduler, log
             raise stop.preempted("offline", done, path)
         next_stop = min(total, (done // every + 1) * every)
         n = min(int(config.updates_per_call), next_stop - done)
-        states, keys, metrics = chunk_fn(n)(states, keys, dataset)
+        states, keys, metrics = chunk_fn(n)(states, keys, dataset, None, hp)
         done += n
         bar.update(n)
         if done == next_stop:
@@ -158,8 +161,46 @@ def run(config: ml_collections.ConfigDict) -> dict:
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config)
     with config.unlocked():
         config.run_dir = str(run_dir)
+    if config.grid:
+        return run_grid(config, run_dir)
     with lock_run_dir(run_dir), stop_on_signals() as stop:
         return _run(config, seeds, run_dir, stop)
+
+
+def run_grid(config: ml_collections.ConfigDict, run_dir: Path) -> dict:
+    """`--config.grid`: every grid point x seed in one process, the offline runs the points need first
+    (`pex_jax.pretrain`), then the online phase (`pex_jax.finetune`); one run directory per point under
+    `run_dir` (pex_jax/grid.py), `grid.json` naming them. Returns {point: summary}."""
+    from pex_jax.finetune import finetune
+    from pex_jax.pretrain import pretrain
+
+    points = expand(config)
+    for c in points:
+        validate_config(c)
+    spec, resume = ALGORITHMS[config.algo], config.resume == "auto"
+    offline = offline_points(points) if spec.offline_phase and not config.offline_checkpoint else []
+    gid = grid_id(config)
+    print(f"pex-jax grid {gid}: {len(points)} point(s) x seeds {config.seeds} of {config.task} / {config.algo} in "
+          f"one process ({len(offline)} offline run(s)), run dir {run_dir}", flush=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = {"id": gid, "grid": config.grid, "task": config.task, "algo": config.algo, "seeds": config.seeds,
+              "points": [c.grid_point for c in points],
+              "offline_runs": [str(offline_dir(run_dir, o).relative_to(run_dir)) for o in offline],
+              "runs": [f"{c.task}/{c.algo}{suffix(c.grid_point)}" for c in points if spec.name != "offline"]}
+    (run_dir / "grid.json").write_text(json.dumps(record, indent=2) + "\n")
+    summaries = pretrain(offline, run_dir, resume=resume) if offline else {}
+    if spec.name != "offline":
+        summaries = finetune(points, run_dir, resume=resume)
+    rows = []
+    for c in points if spec.name != "offline" else offline:  # read back: a resumed grid skipped finished points
+        saved = json.loads(((offline_dir(run_dir, c) if spec.name == "offline" else
+                             run_dir / c.task / f"{c.algo}{suffix(c.grid_point)}") / "summary.json").read_text())
+        seeds = saved["seeds"]
+        rows.append((c.grid_point or "-", seeds,
+                     np.asarray([saved["per_seed"][str(s)]["final/normalized_score"] for s in seeds])))
+    print(f"\ngrid {gid}, final scores per point ({config.task} / {config.algo}):\n{format_table(rows)}\n",
+          flush=True)
+    return summaries
 
 
 def _run(config: ml_collections.ConfigDict, seeds: list[int], run_dir: Path, stop: StopRequest) -> dict:

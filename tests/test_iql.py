@@ -7,7 +7,7 @@ import numpy as np
 
 from pex_jax.agents.iql import (
     Batch,
-    IQLHparams,
+    Hparams,
     awr_weight,
     create_state,
     expectile_loss,
@@ -72,7 +72,7 @@ def _state_and_batch(key=0):
     obs_dim, act_dim, n = 4, 2, 8
     actor, critic, value = init_params(jax.random.PRNGKey(key), obs_dim, act_dim, (16, 16))
     state = create_state(actor, critic, value, jax.tree.map(lambda x: x + 0.1, critic), action_dim=act_dim,
-                         hidden_dims=(16, 16), lr=1e-3)
+                         hidden_dims=(16, 16))
     k = jax.random.split(jax.random.PRNGKey(key + 1), 4)
     batch = Batch(
         observations=jax.random.normal(k[0], (n, obs_dim)),
@@ -86,7 +86,7 @@ def _state_and_batch(key=0):
 
 def test_iql_update_losses_match_hand_computation_with_pre_update_networks():
     state, batch = _state_and_batch()
-    hp = IQLHparams(gamma=0.99, expectile=0.8, beta=3.0, adv_clip=100.0, tau=0.005)
+    hp = Hparams(gamma=0.99, expectile=0.8, beta=3.0, adv_clip=100.0, tau=0.005, lr=1e-3)
     params = lambda ts: {"params": ts.params}  # noqa: E731
     target_qs = state.critic.apply_fn({"params": state.target_critic_params}, batch.observations, batch.actions)
     target_q = np.min(target_qs, 0)
@@ -115,9 +115,8 @@ def test_iql_update_losses_match_hand_computation_with_pre_update_networks():
 def test_actor_learning_rate_cosine_decays_to_zero_while_critics_keep_learning():
     _, batch = _state_and_batch()
     actor, critic, value = init_params(jax.random.PRNGKey(0), 4, 2, (16, 16))
-    state = create_state(actor, critic, value, critic, action_dim=2, hidden_dims=(16, 16), lr=1e-3,
-                         actor_decay_steps=2)
-    hp = IQLHparams()
+    state = create_state(actor, critic, value, critic, action_dim=2, hidden_dims=(16, 16), actor_decay_steps=2)
+    hp = Hparams(lr=1e-3)
     for _ in range(2):  # learning rates 1e-3, then 1e-3 * (1 + cos(pi / 2)) / 2
         state, _ = iql_update(state, batch, jax.random.PRNGKey(0), hp)
     before = state

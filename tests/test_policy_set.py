@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pex_jax.agents.algorithms import ALGORITHMS, Dims, init_offline_state, init_online_state, pex_update
-from pex_jax.agents.iql import Batch, IQLHparams
+from pex_jax.agents.iql import Batch, Hparams
 from pex_jax.agents.policy_set import NEW, OFFLINE, policy_set_action
 from pex_jax.config import default_config
 
@@ -143,8 +143,7 @@ def _update_with_critic(monkeypatch, prefer_offline: bool):
 
     monkeypatch.setattr(agents, "actor_update", spy)
     batch = _batch()
-    new_state, metrics = pex_update(state, batch, jax.random.PRNGKey(5), IQLHparams(expectile=0.9),
-                                    inv_temperature=10.0)
+    new_state, metrics = pex_update(state, batch, jax.random.PRNGKey(5), Hparams(expectile=0.9, inv_temperature=10.0))
     return seen, state, new_state, batch, metrics
 
 

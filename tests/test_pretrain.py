@@ -12,8 +12,10 @@ import pytest
 from flax import serialization
 
 from pex_jax import checkpoint
+from pex_jax.agents.algorithms import Dims
 from pex_jax.errors import ConfigError
 from pex_jax.pretrain import group_tasks, pretrain, task_configs
+from pex_jax.runner.common import call_groups
 from pex_jax.train import run
 from tests.conftest import TINY2_ID, TINY_ID, tiny_config
 
@@ -56,19 +58,28 @@ def test_each_pretrained_task_equals_its_single_task_offline_run(tmp_path, two_t
     assert out["offline/normalized_score"] == [pre[s]["offline/normalized_score"] for s in ("0", "1")]
 
 
-def test_tasks_that_differ_in_update_hyperparameters_train_in_separate_groups_with_their_own(
+def test_tasks_with_their_own_traced_hyperparameters_share_a_call_and_each_trains_as_alone(
         tmp_path, two_task_root, monkeypatch, capsys):
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(two_task_root))
     monkeypatch.setenv("WANDB_MODE", "disabled")
     configs = [_task(tmp_path, "tiny-a", TINY_ID, expectile=0.9), _task(tmp_path, "tiny-b", TINY2_ID, expectile=0.7)]
     pretrain(configs, tmp_path / "multi", memory_budget=1 << 40)
-    assert "in 2 call group(s) [['tiny-a'], ['tiny-b']]" in capsys.readouterr().out
+    assert "in 1 call group(s) [['tiny-a', 'tiny-b']]" in capsys.readouterr().out
     multi_dir = tmp_path / "multi" / "tiny-b" / "offline"
     assert json.loads((multi_dir / "config.json").read_text())["expectile"] == 0.7
     run(_task(tmp_path, "tiny-b", TINY2_ID, expectile=0.7, run_dir=str(tmp_path / "alone")))
     a, m = _saved_leaves(tmp_path / "alone"), _saved_leaves(multi_dir)
-    for k in a:  # its own expectile: the same parameters as it alone
+    for k in a:  # its own expectile, traced in the shared call: the same parameters as it alone
         np.testing.assert_allclose(m[k], a[k], rtol=1e-3, atol=1e-4, err_msg=k)
+
+
+def test_tasks_that_differ_in_a_compiled_setting_form_separate_call_groups(tmp_path):
+    dims = [Dims(4, 2, (-1.0, -1.0), (1.0, 1.0))] * 3
+    configs = [_task(tmp_path, "a", TINY_ID), _task(tmp_path, "b", TINY2_ID, expectile=0.5),
+               _task(tmp_path, "c", TINY2_ID, batch_size=16)]
+    assert call_groups(configs, dims) == [[0, 1], [2]]  # batch_size is a shape; expectile is traced
+    sac = [tiny_config(tmp_path, task="a", algo="sac"), tiny_config(tmp_path, task="b", algo="sac", tau=0.01)]
+    assert call_groups(sac, dims[:2]) == [[0], [1]]  # the SAC backbone compiles its settings in
 
 
 def test_tasks_are_grouped_while_their_padded_stack_fits_the_budget():
@@ -76,6 +87,7 @@ def test_tasks_are_grouped_while_their_padded_stack_fits_the_budget():
     assert group_tasks([100, 100, 100], row_bytes=1, budget=200) == [[0, 1], [2]]
     assert group_tasks([100, 300, 100], row_bytes=1, budget=350) == [[0], [1], [2]]  # padding counts
     assert group_tasks([500], row_bytes=1, budget=10) == [[0]]  # too big alone: runs alone
+    assert group_tasks([100, 100, 100], row_bytes=1, budget=100, data=["u", "u", "u"]) == [[0, 1, 2]]  # one copy
 
 
 def test_task_configs_apply_command_line_overrides_to_every_task():

@@ -4,6 +4,7 @@
 them in `jax.jit(jax.vmap(...))` so that all seeds advance in one device call.
 """
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -11,10 +12,11 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from pex_jax.agents.iql import (
     Batch,
-    IQLHparams,
+    Hparams,
     IQLState,
     actor_update,
     create_state,
@@ -68,16 +70,24 @@ class Dims:
     action_high: tuple[float, ...]
 
 
-def hparams(config: ml_collections.ConfigDict) -> IQLHparams:
-    return IQLHparams(
-        gamma=config.gamma, expectile=config.expectile, beta=config.beta, adv_clip=config.adv_clip, tau=config.tau
-    )
+# The config fields `Hparams` carries into jit as traced values (`--config.grid` may list several values of each).
+TRACED_FIELDS = tuple(f.name for f in dataclasses.fields(Hparams))
+
+
+def hparams(config: ml_collections.ConfigDict) -> Hparams:
+    """The traced hyperparameters of `config`, as float32 scalars (stack them for a grid axis)."""
+    return Hparams(**{name: np.float32(config[name]) for name in TRACED_FIELDS})
+
+
+def stack_hparams(configs) -> Hparams:
+    """One `Hparams` with a leading axis over `configs` (the tasks or grid points of one device call)."""
+    return jax.tree.map(lambda *xs: np.stack(xs), *[hparams(c) for c in configs])
 
 
 def _create(dims: Dims, config, actor, critic, value, target, decay_steps=0, offline_actor=None) -> IQLState:
     return create_state(
         actor, critic, value, target,
-        action_dim=dims.action_dim, hidden_dims=config.hidden_dims, lr=config.lr,
+        action_dim=dims.action_dim, hidden_dims=config.hidden_dims,
         actor_decay_steps=decay_steps, action_low=dims.action_low, action_high=dims.action_high,
         offline_actor_params=offline_actor,
     )  # fmt: skip
@@ -114,9 +124,7 @@ def init_online_state(spec: AlgoSpec, key: jax.Array, dims: Dims, config, offlin
 # --- Updates ---
 
 
-def pex_update(
-    state: IQLState, batch: Batch, key: jax.Array, hp: IQLHparams, inv_temperature: float
-) -> tuple[IQLState, dict]:
+def pex_update(state: IQLState, batch: Batch, key: jax.Array, hp: Hparams) -> tuple[IQLState, dict]:
     """IQL V/Q steps on stored actions, then AWR toward composite-policy actions (reference `pex.py`).
 
     The regression targets are the policy set's *training* actions at the batch states, scored by
@@ -125,7 +133,7 @@ def pex_update(
     state, _, metrics = value_critic_update(state, batch, hp)
     keys = jax.random.split(key, batch.rewards.shape[0])
     select = jax.vmap(policy_set_action, in_axes=(None, 0, 0, None, None))
-    actions, choices = select(state, keys, batch.observations, inv_temperature, 1.0)
+    actions, choices = select(state, keys, batch.observations, hp.inv_temperature, 1.0)
     actions = jax.lax.stop_gradient(actions)
     q_target = state.critic.apply_fn({"params": state.target_critic_params}, batch.observations, actions).min(0)
     v = state.value.apply_fn({"params": state.value.params}, batch.observations)
@@ -135,16 +143,17 @@ def pex_update(
 
 
 def update_fn(spec: AlgoSpec, config):
+    """`update(state, batch, key, hp)` of one seed. The SAC backbone reads its settings from `config` (compiled
+    in: `--config.grid` refuses it) and ignores `hp`."""
     if spec.backbone == "sac":
-        hp = sac_hparams(config)
+        sac_hp = sac_hparams(config)
         if spec.policy_set:
-            return partial(pex_sac_update, hp=hp, inv_temperature=config.inv_temperature,
-                           backup=config.pex_sac_backup)
-        return partial(sac_update, hp=hp)
-    hp = hparams(config)
-    if spec.policy_set:
-        return partial(pex_update, hp=hp, inv_temperature=config.inv_temperature)
-    return partial(iql_update, hp=hp)
+            sac = partial(pex_sac_update, hp=sac_hp, inv_temperature=config.inv_temperature,
+                          backup=config.pex_sac_backup)
+        else:
+            sac = partial(sac_update, hp=sac_hp)
+        return lambda state, batch, key, hp: sac(state, batch, key)
+    return pex_update if spec.policy_set else iql_update
 
 
 def finite_flag(state, metrics: dict) -> jax.Array:
@@ -158,20 +167,25 @@ def finite_flag(state, metrics: dict) -> jax.Array:
 def make_offline_chunk(config, num_updates: int):
     """`num_updates` offline IQL updates under `lax.scan`; returns chunk-mean metrics.
 
-    `num_rows` (optional) samples only the first rows of a padded dataset, so that tasks with
-    datasets of different lengths can share one call (`pex_jax.multitask`); with
-    `num_rows == len(dataset)` the batches are the same as without it.
+    Signature: (state, key, dataset, num_rows=None, hp=None, dataset_index=None). `num_rows` samples only
+    the first rows of a padded dataset, and `dataset_index` picks one dataset of a stack, so that tasks
+    with datasets of different lengths (and grid points sharing one) can share a call (`pex_jax.multitask`);
+    with `num_rows == len(dataset)` the batches are the same as without it. `hp` (default: the config's
+    values) is traced.
     """
-    hp, batch_size = hparams(config), config.batch_size
+    batch_size = config.batch_size
 
-    def chunk(state: IQLState, key: jax.Array, dataset: Batch, num_rows: jax.Array | None = None):
+    def chunk(state: IQLState, key: jax.Array, dataset: Batch, num_rows: jax.Array | None = None,
+              hp: Hparams | None = None, dataset_index: jax.Array | None = None):
+        hp = hparams(config) if hp is None else hp
+
         def body(carry, _):
             state, key = carry
             key, k_batch, k_update = jax.random.split(key, 3)
             if num_rows is None:
                 batch = sample_dataset(dataset, k_batch, batch_size)
             else:
-                batch = sample_rows(dataset, num_rows, k_batch, batch_size)
+                batch = sample_rows(dataset, num_rows, k_batch, batch_size, dataset_index)
             state, metrics = iql_update(state, batch, k_update, hp)
             return (state, key), metrics
 
@@ -186,16 +200,18 @@ def make_offline_chunk(config, num_updates: int):
 # --- Acting ---
 
 
-def act(spec: AlgoSpec, state, key: jax.Array, obs: jax.Array, config, evaluate: bool):
-    """One action for one observation; returns (action, choice) with choice 1 for single policies."""
+def act(spec: AlgoSpec, state, key: jax.Array, obs: jax.Array, config, evaluate: bool, hp: Hparams | None = None):
+    """One action for one observation; returns (action, choice) with choice 1 for single policies.
+    The policy set's `inv_temperature` and `eval_epsilon` come from `hp` (default: the config's values)."""
+    hp = hparams(config) if hp is None else hp
     if spec.backbone == "sac":
         if spec.policy_set:
             epsilon = config.eval_epsilon if evaluate else 1.0
             return pex_sac_action(state, key, obs, config.inv_temperature, epsilon)
         return sac_action(state, key, obs, deterministic=evaluate), jnp.ones((), jnp.int32)
     if spec.policy_set:
-        epsilon = config.eval_epsilon if evaluate else 1.0
-        return policy_set_action(state, key, obs, config.inv_temperature, epsilon)
+        epsilon = hp.eval_epsilon if evaluate else 1.0
+        return policy_set_action(state, key, obs, hp.inv_temperature, epsilon)
     return single_policy_action(state, key, obs, deterministic=evaluate), jnp.ones((), jnp.int32)
 
 
@@ -242,31 +258,37 @@ def online_step(spec: AlgoSpec, config, with_update: bool):
     actions. The insert (`ReplayBuffer.insert`) is a separate donated call: fused into this one,
     XLA sometimes copies the whole buffer every step to keep the gathers and the in-place write
     apart (seen as full-buffer `copy` ops in the HLO; 10x slower at 1M capacity).
-    Signature: (state, online_data, online_size, key, obs, dataset, dataset_rows=None)
-    -> (state, key, action, choice, metrics); `dataset_rows` limits a padded dataset to its own rows.
+    Signature: (state, online_data, online_size, key, obs, dataset, dataset_rows=None, hp=None,
+    dataset_index=None) -> (state, key, action, choice, metrics); `dataset_rows` limits a padded dataset
+    to its own rows and `dataset_index` picks one of a stack; `hp` (default: the config's values) is traced.
     The engine (`pex_jax.runner.online`) vmaps it over seeds and tasks. Seeds stay vmapped even on
     CPU: with one update per call, `over_seeds`' loop would copy every seed's state in and out per
     update, which cost more than the cache locality gained (measured).
     """
     update = update_fn(spec, config)
-    batch_size, ratio, utd = config.batch_size, spec.offline_ratio, config.utd
+    # `offline_ratio` sets how many rows of each batch come from each source: a shape, compiled in.
+    ratio = float(config.offline_ratio) if spec.offline_ratio > 0 else 0.0
+    batch_size, utd = config.batch_size, config.utd
 
     def per_seed(state: IQLState, online: Batch, online_size: jax.Array, key: jax.Array, obs: jax.Array,
-                 dataset: Batch, dataset_rows: jax.Array | None = None):
+                 dataset: Batch, dataset_rows: jax.Array | None = None, hp: Hparams | None = None,
+                 dataset_index: jax.Array | None = None):
+        hp = hparams(config) if hp is None else hp
         metrics = {}
         if with_update:
             def body(carry, _):
                 state, key = carry
                 key, k_batch, k_update = jax.random.split(key, 3)
-                batch = mixed_batch(k_batch, dataset, online, online_size, batch_size, ratio, dataset_rows)
-                state, m = update(state, batch, k_update)
+                batch = mixed_batch(k_batch, dataset, online, online_size, batch_size, ratio, dataset_rows,
+                                    dataset_index)
+                state, m = update(state, batch, k_update, hp)
                 return (state, key), m
 
             (state, key), metrics = jax.lax.scan(body, (state, key), None, length=utd)
             metrics = jax.tree.map(jnp.mean, metrics)
             metrics["finite"] = finite_flag(state, metrics)
         key, k_act = jax.random.split(key)
-        action, choice = act(spec, state, k_act, obs, config, evaluate=False)
+        action, choice = act(spec, state, k_act, obs, config, evaluate=False, hp=hp)
         return state, key, action, choice, metrics
 
     return per_seed

@@ -37,14 +37,20 @@ class Batch(NamedTuple):
 
 
 @flax.struct.dataclass
-class IQLHparams:
-    """Hyperparameters used inside jit. Static (hashable) so they specialise the compiled update."""
+class Hparams:
+    """Every scalar hyperparameter read inside jit, as pytree leaves: traced, never compiled in, so one compiled
+    update serves any values and grid points share a device call as seeds do (`--config.grid`,
+    `pex_jax.grid`). `lr` scales unit-rate Adam steps (`apply_gradients`); `inv_temperature` and
+    `eval_epsilon` are the policy set's."""
 
-    gamma: float = struct.field(pytree_node=False, default=0.99)
-    expectile: float = struct.field(pytree_node=False, default=0.7)
-    beta: float = struct.field(pytree_node=False, default=10.0)
-    adv_clip: float = struct.field(pytree_node=False, default=100.0)
-    tau: float = struct.field(pytree_node=False, default=0.005)
+    gamma: Any = 0.99
+    expectile: Any = 0.7
+    beta: Any = 10.0
+    adv_clip: Any = 100.0
+    tau: Any = 0.005
+    lr: Any = 3e-4
+    inv_temperature: Any = 10.0
+    eval_epsilon: Any = 0.1
 
 
 class IQLState(struct.PyTreeNode):
@@ -99,22 +105,32 @@ def create_state(
     *,
     action_dim: int,
     hidden_dims,
-    lr: float,
     actor_decay_steps: int = 0,
     action_low=-1.0,
     action_high=1.0,
     offline_actor_params: Params = None,
 ) -> IQLState:
-    """Wrap parameters with fresh Adam states. `actor_decay_steps > 0` enables the actor's cosine decay."""
+    """Wrap parameters with fresh Adam states. `actor_decay_steps > 0` enables the actor's cosine decay.
+
+    The optimizers run at unit rate; `apply_gradients` multiplies their steps by `hp.lr`, so the learning rate is
+    a traced value. Adam's state is the same as with the rate inside, so checkpoints are unaffected."""
     actor, critic, value = make_networks(action_dim, hidden_dims, action_low, action_high)
-    actor_lr = optax.cosine_decay_schedule(lr, actor_decay_steps) if actor_decay_steps > 0 else lr
+    actor_rate = optax.cosine_decay_schedule(1.0, actor_decay_steps) if actor_decay_steps > 0 else 1.0
     return IQLState(
-        actor=TrainState.create(apply_fn=actor.apply, params=actor_params, tx=optax.adam(actor_lr)),
-        critic=TrainState.create(apply_fn=critic.apply, params=critic_params, tx=optax.adam(lr)),
+        actor=TrainState.create(apply_fn=actor.apply, params=actor_params, tx=optax.adam(actor_rate)),
+        critic=TrainState.create(apply_fn=critic.apply, params=critic_params, tx=optax.adam(1.0)),
         target_critic_params=target_critic_params,
-        value=TrainState.create(apply_fn=value.apply, params=value_params, tx=optax.adam(lr)),
+        value=TrainState.create(apply_fn=value.apply, params=value_params, tx=optax.adam(1.0)),
         offline_actor_params=offline_actor_params,
     )
+
+
+def apply_gradients(train_state: TrainState, grads: Params, lr: jax.Array) -> TrainState:
+    """One optimizer step of a unit-rate `create_state` optimizer at learning rate `lr` (a traced value)."""
+    updates, opt_state = train_state.tx.update(grads, train_state.opt_state, train_state.params)
+    updates = jax.tree.map(lambda u: lr * u, updates)
+    return train_state.replace(step=train_state.step + 1, params=optax.apply_updates(train_state.params, updates),
+                               opt_state=opt_state)
 
 
 # --- Update ---
@@ -122,7 +138,7 @@ def create_state(
 ActorTargetFn = Callable[[IQLState, jax.Array, Batch, jax.Array], tuple[jax.Array, jax.Array]]
 
 
-def value_critic_update(state: IQLState, batch: Batch, hp: IQLHparams) -> tuple[IQLState, jax.Array, dict]:
+def value_critic_update(state: IQLState, batch: Batch, hp: Hparams) -> tuple[IQLState, jax.Array, dict]:
     """Steps 1-4 of the reference update; returns the detached advantage of the data actions."""
     critic_apply, value_apply = state.critic.apply_fn, state.value.apply_fn
     target_q = critic_apply({"params": state.target_critic_params}, batch.observations, batch.actions).min(0)
@@ -133,7 +149,7 @@ def value_critic_update(state: IQLState, batch: Batch, hp: IQLHparams) -> tuple[
         return expectile_loss(target_q - v, hp.expectile).mean(), v
 
     (v_loss, v_old), v_grads = jax.value_and_grad(value_loss, has_aux=True)(state.value.params)
-    value = state.value.apply_gradients(grads=v_grads)
+    value = apply_gradients(state.value, v_grads, hp.lr)
 
     y = td_target(batch.rewards, batch.terminals, next_v, hp.gamma)
 
@@ -142,7 +158,7 @@ def value_critic_update(state: IQLState, batch: Batch, hp: IQLHparams) -> tuple[
         return ((qs - y) ** 2).mean(), qs
 
     (q_loss, qs), q_grads = jax.value_and_grad(critic_loss, has_aux=True)(state.critic.params)
-    critic = state.critic.apply_gradients(grads=q_grads)
+    critic = apply_gradients(state.critic, q_grads, hp.lr)
     target = optax.incremental_update(critic.params, state.target_critic_params, hp.tau)
 
     state = state.replace(critic=critic, value=value, target_critic_params=target)
@@ -151,7 +167,7 @@ def value_critic_update(state: IQLState, batch: Batch, hp: IQLHparams) -> tuple[
 
 
 def actor_update(
-    state: IQLState, observations: jax.Array, actions: jax.Array, adv: jax.Array, hp: IQLHparams
+    state: IQLState, observations: jax.Array, actions: jax.Array, adv: jax.Array, hp: Hparams
 ) -> tuple[IQLState, dict]:
     """AWR: maximise weighted log-likelihood of `actions` (data actions for IQL, composite ones for PEX)."""
     weights = awr_weight(jax.lax.stop_gradient(adv), hp.beta, hp.adv_clip)
@@ -161,11 +177,11 @@ def actor_update(
         return -(weights * gaussian_log_prob(mean, log_std, actions)).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.actor.params)
-    actor = state.actor.apply_gradients(grads=grads)
+    actor = apply_gradients(state.actor, grads, hp.lr)
     return state.replace(actor=actor), {"actor_loss": loss, "adv_mean": adv.mean(), "awr_weight_mean": weights.mean()}
 
 
-def iql_update(state: IQLState, batch: Batch, key: jax.Array, hp: IQLHparams) -> tuple[IQLState, dict]:
+def iql_update(state: IQLState, batch: Batch, key: jax.Array, hp: Hparams) -> tuple[IQLState, dict]:
     """Standard IQL update (offline phase and the direct/buffer/scratch baselines)."""
     del key
     state, adv, metrics = value_critic_update(state, batch, hp)

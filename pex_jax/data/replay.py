@@ -42,14 +42,17 @@ class ReplayBuffer(struct.PyTreeNode):
         )
 
 
-def sample_rows(data: Batch, num_rows: jax.Array, key: jax.Array, n: int) -> Batch:
-    """Uniform with replacement over the first `num_rows` rows of one seed's data.
+def sample_rows(data: Batch, num_rows: jax.Array, key: jax.Array, n: int, index: jax.Array | None = None) -> Batch:
+    """Uniform with replacement over the first `num_rows` rows of one seed's data (of `data[index]`, when
+    `data` stacks several datasets: one gather, no copy of the chosen dataset).
 
     The reference samples the online buffer without replacement (`random.sample`); with
     replacement is the standard choice for a jitted sampler (docs/deviations.md).
     """
     idx = jax.random.randint(key, (n,), 0, jnp.maximum(num_rows, 1))
-    return jax.tree.map(lambda x: x[idx], data)
+    if index is None:
+        return jax.tree.map(lambda x: x[idx], data)
+    return jax.tree.map(lambda x: x[index, idx], data)
 
 
 def sample_dataset(dataset: Batch, key: jax.Array, n: int) -> Batch:
@@ -59,17 +62,18 @@ def sample_dataset(dataset: Batch, key: jax.Array, n: int) -> Batch:
 
 def mixed_batch(
     key: jax.Array, dataset: Batch, online: Batch, online_size: jax.Array, batch_size: int, offline_ratio: float,
-    dataset_rows: jax.Array | None = None,
+    dataset_rows: jax.Array | None = None, dataset_index: jax.Array | None = None,
 ) -> Batch:
     """`offline_ratio` of the rows from the offline dataset (first, as in the reference), the rest
     from one seed's online rows. `dataset_rows` limits the offline rows to a padded dataset's own
-    (several tasks in one call); the full length draws the same rows as without it."""
+    (several tasks in one call), and `dataset_index` picks one dataset of a stack; the full length draws
+    the same rows as without it."""
     n_offline = int(round(batch_size * offline_ratio))
     k_off, k_on = jax.random.split(key)
     parts = []
     if n_offline > 0:
-        rows = dataset.rewards.shape[0] if dataset_rows is None else dataset_rows
-        parts.append(sample_rows(dataset, rows, k_off, n_offline))
+        rows = dataset.rewards.shape[-1] if dataset_rows is None else dataset_rows
+        parts.append(sample_rows(dataset, rows, k_off, n_offline, dataset_index))
     if batch_size - n_offline > 0:
         parts.append(sample_rows(online, online_size, k_on, batch_size - n_offline))
     return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)

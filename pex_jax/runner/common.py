@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pex_jax.agents.algorithms import ALGORITHMS, TRACED_FIELDS
 from pex_jax.agents.iql import Batch
 from pex_jax.data import to_device, transform_rewards
 from pex_jax.data.minari import DatasetInfo
@@ -34,6 +35,31 @@ def dataset_batch(transitions, info: DatasetInfo, reward_transform: str, termina
         next_observations=dev.next_observations,
         terminals=jnp.asarray(terminals, jnp.float32),
     )
+
+
+def load_datasets(configs) -> list:
+    """`load_transitions` for every config, each dataset id loaded once (grid points of a task share it)."""
+    from pex_jax.data.sources import load_transitions
+
+    loaded: dict[str, tuple] = {}
+    for c in configs:
+        if c.dataset_id not in loaded:
+            loaded[c.dataset_id] = load_transitions(c.dataset_id, download=bool(c.download), progress=bool(c.progress))
+    return [loaded[c.dataset_id] for c in configs]
+
+
+def shared_dataset_batches(configs, loaded) -> list[Batch]:
+    """`dataset_batch` per config, one device copy per (data, reward transform, terminal rule): entries that
+    agree share the same object, which `multitask.unique_datasets` then stacks once."""
+    made: dict[tuple, Batch] = {}
+    out = []
+    for c, (transitions, info) in zip(configs, loaded, strict=True):
+        transform = c.reward_transform or info.default_reward_transform
+        key = (id(transitions), transform, bool(c.terminal_on_success))
+        if key not in made:
+            made[key] = dataset_batch(transitions, info, transform, bool(c.terminal_on_success))
+        out.append(made[key])
+    return out
 
 
 def unalias(tree):
@@ -151,14 +177,17 @@ def logged_before(host: dict | None, offline_done: bool):
     return keep
 
 
-# Fields a task may set on its own in a multi-task call; every other field shapes the shared update.
+# Fields a task may set on its own in a multi-task call: its data, records and evaluation; with the IQL
+# backbone also the traced hyperparameters (`agents.algorithms.TRACED_FIELDS`, per task in the call; the SAC
+# backbone compiles them in). Every other field shapes the shared update.
 PER_TASK_FIELDS = {"task", "dataset_id", "run_dir", "eval_episodes", "eval_parallel_envs", "reward_transform",
-                   "terminal_on_success"}
+                   "terminal_on_success", "grid", "grid_point", "offline_checkpoint", "wandb"}
 
 
 def update_fields(config) -> dict:
-    """The fields tasks sharing a device call must agree on (everything but `PER_TASK_FIELDS`)."""
-    return {k: v for k, v in config.to_dict().items() if k not in PER_TASK_FIELDS}
+    """The fields tasks sharing a device call must agree on (everything but the per-task ones)."""
+    own = PER_TASK_FIELDS | (set(TRACED_FIELDS) if ALGORITHMS[config.algo].backbone == "iql" else set())
+    return {k: v for k, v in config.to_dict().items() if k not in own}
 
 
 def call_groups(configs: list, dims: list) -> list[list[int]]:

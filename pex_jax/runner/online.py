@@ -37,11 +37,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from pex_jax import checkpoint
-from pex_jax.agents.algorithms import AlgoSpec, Dims, act, init_offline_state, init_online_state, online_step
-from pex_jax.agents.iql import Batch
+from pex_jax.agents.algorithms import (
+    AlgoSpec,
+    Dims,
+    act,
+    init_offline_state,
+    init_online_state,
+    online_step,
+    stack_hparams,
+)
+from pex_jax.agents.iql import Batch, Hparams
 from pex_jax.data import transform_rewards
 from pex_jax.data.replay import ReplayBuffer
-from pex_jax.multitask import stack_datasets
+from pex_jax.multitask import stack_datasets, unique_datasets
 from pex_jax.rollout import goal_terminals
 from pex_jax.runner.common import (
     ONLINE_INIT_STREAM,
@@ -56,7 +64,7 @@ from pex_jax.runner.common import (
 )
 from pex_jax.runner.evaluation import EvalResult, EvalScheduler
 from pex_jax.runner.workers import EnvSlot, StepResult, default_workers, make_envs, reset_seed
-from pex_jax.sharding import can_shard, shard_seeds
+from pex_jax.sharding import can_shard, replicate, shard_seeds
 
 
 @dataclass
@@ -78,21 +86,23 @@ class OnlineTask:
 
 
 def make_engine_step(spec: AlgoSpec, config, with_update: bool):
-    """(states, online, size, keys, packed, datasets, rows) -> (states, keys, next_obs, actions, out, metrics).
+    """(states, online, size, keys, packed, datasets, rows, hps, index) -> (states, keys, next_obs, actions, out,
+    metrics).
 
-    Leading axes (tasks, seeds) on states, online rows, keys and `packed`; (tasks,) on the stacked
-    datasets and their row counts. `packed` holds [reward, terminal, final obs, next obs] per agent;
-    `out` is [action, choice] per agent.
+    Leading axes (tasks, seeds) on states, online rows, keys and `packed`; (tasks,) on the row counts, the
+    traced hyperparameters `hps` (`stack_hparams`) and `index`, which of the stacked (distinct) datasets
+    each task samples. A "task" may be a grid point (`pex_jax.grid`). `packed` holds [reward, terminal,
+    final obs, next obs] per agent; `out` is [action, choice] per agent.
     """
     per_seed = online_step(spec, config, with_update)  # the same per-seed math as a single-task step
-    over_seeds = jax.vmap(per_seed, in_axes=(0, 0, None, 0, 0, None, None))
-    over_tasks = jax.vmap(over_seeds, in_axes=(0, 0, None, 0, 0, 0, 0))
+    over_seeds = jax.vmap(per_seed, in_axes=(0, 0, None, 0, 0, None, None, None, None))
+    over_tasks = jax.vmap(over_seeds, in_axes=(0, 0, None, 0, 0, None, 0, 0, 0))
 
-    def step(states, online: Batch, online_size, keys, packed, datasets: Batch, rows):
+    def step(states, online: Batch, online_size, keys, packed, datasets: Batch, rows, hps: Hparams, index):
         obs_dim = (packed.shape[-1] - 2) // 2
         next_obs = packed[..., 2 + obs_dim:]
         states, keys, actions, choices, metrics = over_tasks(states, online, online_size, keys, next_obs,
-                                                             datasets, rows)
+                                                             datasets, rows, hps, index)
         out = jnp.concatenate([actions, choices[..., None].astype(actions.dtype)], axis=-1)
         return states, keys, next_obs, actions, out, metrics
 
@@ -109,15 +119,15 @@ def insert_packed(buffer: ReplayBuffer, obs, actions, packed) -> ReplayBuffer:
 def make_first_act(spec: AlgoSpec, config):
     """Actions at an episode boundary (start, after a checkpoint): split keys, act on the reset obs."""
 
-    def one(state, key, obs):
+    def one(state, key, obs, hp):
         key, k_act = jax.random.split(key)
-        action, choice = act(spec, state, k_act, obs, config, evaluate=False)
+        action, choice = act(spec, state, k_act, obs, config, evaluate=False, hp=hp)
         return key, action, choice
 
-    over = jax.vmap(jax.vmap(one))
+    over = jax.vmap(jax.vmap(one, in_axes=(0, 0, 0, None)))
 
-    def first(states, keys, obs):
-        keys, actions, choices = over(states, keys, obs)
+    def first(states, keys, obs, hps: Hparams):
+        keys, actions, choices = over(states, keys, obs, hps)
         out = jnp.concatenate([actions, choices[..., None].astype(actions.dtype)], axis=-1)
         return keys, actions, out
 
@@ -302,10 +312,15 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
             ot.last_eval = from_scores(host["last_eval"][t])
             ot.step0_eval = from_scores(host["step0_eval"][t])
         pending_eval = host.get("pending_eval")
-    datasets, rows = stack_datasets([ot.dataset for ot in tasks])
+    unique, index = unique_datasets([ot.dataset for ot in tasks])  # grid points of a task share its data
+    datasets, unique_rows = stack_datasets(unique)
+    rows, hps = unique_rows[index], stack_hparams([ot.config for ot in tasks])
+    del unique
     for ot in tasks:
         ot.dataset = None  # the stacked copy is the one in use
     sharded = can_shard(n_seeds)
+    if sharded:
+        datasets, rows, hps, index = replicate((datasets, rows, hps, index))
     lanes = make_lanes(n_tasks, n_seeds, 1 if sharded else default_lanes(int(config.pipeline_lanes)))
     for lane in lanes:
         lane.states, lane.keys = unalias(_split((states, keys), lane))
@@ -359,7 +374,7 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
         for lane in lanes:
             lane_obs = obs[lane.first:lane.first + n_tasks * lane.seeds]
             lane.obs = jnp.asarray(lane_obs.reshape(n_tasks, lane.seeds, -1))
-            lane.keys, lane.actions, out = first_act(lane.states, lane.keys, lane.obs)
+            lane.keys, lane.actions, out = first_act(lane.states, lane.keys, lane.obs, hps)
             lane.out = np.asarray(out).reshape(n_tasks * lane.seeds, -1)
             envs.step_async(lane.out[:, :-1], lane.first)
         stats.new_episode()
@@ -414,7 +429,7 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
                     n_tasks, lane.seeds, -1))
                 lane.buffer = insert(lane.buffer, lane.obs, lane.actions, packed)
                 lane.states, lane.keys, lane.obs, lane.actions, lane.out_dev, metrics = step_fn(
-                    lane.states, lane.buffer.data, lane.buffer.size, lane.keys, packed, datasets, rows)
+                    lane.states, lane.buffer.data, lane.buffer.size, lane.keys, packed, datasets, rows, hps, index)
                 if metrics:
                     lane.metrics = metrics
             env_steps = t + 1

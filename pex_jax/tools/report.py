@@ -116,7 +116,10 @@ class Run:
 
     @property
     def algo(self) -> str:
-        return str(self.config.get("algo", "?"))
+        """The configuration's label: the algorithm, and a grid point's values (`pex@inv_temperature=100`)."""
+        algo = str(self.config.get("algo", "?"))
+        point = self.config.get("grid_point")
+        return f"{algo}@{point}" if point else algo
 
     @property
     def source(self) -> str:
@@ -322,7 +325,8 @@ def summarize(groups: dict[tuple[str, str], dict[int, SeedCurves]],
 
 
 def _algo_rank(algo: str) -> int:
-    return ALGO_ORDER.index(algo) if algo in ALGO_ORDER else len(ALGO_ORDER)
+    base = algo.split("@", 1)[0]  # grid points after their algorithm
+    return ALGO_ORDER.index(base) if base in ALGO_ORDER else len(ALGO_ORDER)
 
 
 def _fmt_cell(cell: Cell | None, digits: int, n: int, prefix: str = "") -> str:

@@ -258,6 +258,8 @@ class RunLogger:
 
         task = str(self.config.get("task", "task"))
         algo = str(self.config.get("algo", "algo"))
+        if self.config.get("grid_point"):  # a grid point is its own configuration: its own group
+            algo = f"{algo}@{self.config['grid_point']}"
         tags: list[str] = []
         for tag in [*list(wandb_cfg.get("tags") or ()), task, algo, str(self.config.get("dataset_id", ""))]:
             if tag and tag not in tags:
