@@ -32,7 +32,7 @@ from pex_jax import checkpoint
 from pex_jax.agents.algorithms import ALGORITHMS, Dims, stack_hparams
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
-from pex_jax.grid import entry_name, group_name, offline_dir
+from pex_jax.grid import entry_name, group_name, offline_dir, offline_points
 from pex_jax.multitask import init_multitask_states, make_multitask_offline_chunk, stack_datasets, unique_datasets
 from pex_jax.runner.cli import tasks_main, validate_config
 from pex_jax.runner.common import (
@@ -329,7 +329,10 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
 
 
 def main(argv: list[str] | None = None) -> int:
-    return tasks_main(argv, lambda configs, run_dir, resume: pretrain(configs, run_dir, resume=resume), "pretrain")
+    def body(configs, run_dir, resume):  # a grid's points need one offline run per distinct offline setting
+        pretrain(offline_points(configs) if configs[0].grid else configs, run_dir, resume=resume)
+
+    return tasks_main(argv, body, "pretrain")
 
 
 if __name__ == "__main__":

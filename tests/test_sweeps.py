@@ -236,3 +236,16 @@ def test_smoke_sweep_trials_run_and_report(tmp_path, tiny_dataset):
     rows, _ = make_report([str(tmp_path / "runs")], tmp_path / "report")
     assert {(r.algo, len(r.seeds)) for r in rows} == {("pex", 2), ("scratch", 2)}
     assert all(r.online_score is not None for r in rows)
+
+
+def test_a_sweep_can_mark_grid_dimensions_so_each_trial_runs_a_sub_grid(monkeypatch):
+    from pex_jax.grid import expand as expand_grid
+
+    cfg = load(SWEEP_DIR / "pex_antmaze_expectile_x_invtemp_grid.yaml")
+    trials = assignments(cfg)
+    assert len(trials) == 3  # W&B trials: one per expectile
+    for params in trials:
+        config = parse_train_argv(expand(cfg, params))
+        points = expand_grid(config)
+        assert [p.inv_temperature for p in points] == [1.0, 3.0, 10.0, 30.0]
+        assert {p.expectile for p in points} == {params["config.expectile"]}

@@ -332,3 +332,25 @@ def test_metric_with_wrong_seed_axis_is_rejected(tmp_path, monkeypatch):
             logger.log({"x": np.zeros(2)}, phase="offline", offline_step=0, online_step=0)
         with pytest.raises(ValueError, match="phase"):
             logger.log({"x": 1.0}, phase="finetune", offline_step=0, online_step=0)
+
+
+def test_a_sweep_trial_running_a_grid_logs_each_point_in_its_one_run_and_reports_the_best(tmp_path, wandb_env,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("WANDB_SWEEP_ID", "sweep123")
+    monkeypatch.setenv("WANDB_RUN_ID", "trial7")
+    loggers = [RunLogger(tmp_path / point, _config(grid_point=point), SEEDS)
+               for point in ("inv_temperature=10", "inv_temperature=100")]
+    for logger, finals in zip(loggers, ([40.0, 50.0, 60.0], [70.0, 80.0, 90.0]), strict=True):
+        logger.log({"eval/normalized_score": np.array(finals)}, phase="online", offline_step=0, online_step=10)
+        logger.summary({"final/normalized_score": np.array(finals)})
+    for logger in loggers:
+        logger.close()
+    runs = list(_offline_runs(wandb_env).values())
+    assert len(runs) == 1 and runs[0]["run"].run_id == "trial7"  # one run per trial, as the agent expects
+    summary = runs[0]["summary"]
+    assert summary["inv_temperature=10/eval/normalized_score_mean"] == pytest.approx(50.0)
+    assert summary["inv_temperature=100/eval/normalized_score_mean"] == pytest.approx(80.0)
+    assert summary["eval/normalized_score_mean"] == pytest.approx(80.0)  # the trial's: its best point
+    assert summary["grid/best_point"] == "inv_temperature=100"
+    history = runs[0]["history"]
+    assert history[0]["inv_temperature=10/seed2/eval/normalized_score"] == 60.0

@@ -88,7 +88,8 @@ def absl_main(argv: list[str] | None, body: Callable[[Any], None]) -> int:
 
 def tasks_main(argv: list[str] | None, body: Callable[[list, Any, bool], Any], default_dir: str) -> int:
     """CLI of the multi-task commands: `--config=<file> --tasks=a,b` plus `--config.x=v` overrides applied
-    to every task's config; calls `body(configs, run_dir, resume)`."""
+    to every task's config, each expanded into its points under `--config.grid`; calls
+    `body(configs, run_dir, resume)`."""
     import time
     from pathlib import Path
 
@@ -107,6 +108,10 @@ def tasks_main(argv: list[str] | None, body: Callable[[list, Any, bool], Any], d
         run_dir = Path(overrides.pop("run_dir", "") or Path("runs") / default_dir / time.strftime("%Y%m%d-%H%M%S"))
         configs = task_configs(config_flags.get_config_filename(flag_values["config"]),
                                [t for t in flag_values.tasks.split(",") if t], overrides)
+        if configs and configs[0].grid:  # every task's grid points on the engine's task axis (pex_jax/grid.py)
+            from pex_jax.grid import expand
+
+            configs = [point for c in configs for point in expand(c)]
         body(configs, run_dir, configs[0].resume == "auto")
 
     return absl_main(argv, run)

@@ -41,6 +41,11 @@ WANDB_IDS_FILE = "wandb_ids.json"
 Metrics = Mapping[str, Any]
 
 
+# A sweep trial that runs a grid (`--config.grid`) logs every point into the trial's one W&B run: the run, how many
+# loggers hold it, and each point's final seed-mean score (the trial reports the best as SWEEP_METRIC).
+_TRIAL: dict[str, Any] = {"run": None, "users": 0, "finals": {}}
+
+
 def in_sweep() -> bool:
     """True when started by `wandb agent` (it exports WANDB_SWEEP_ID to the trial process)."""
     return bool(os.environ.get("WANDB_SWEEP_ID"))
@@ -189,6 +194,8 @@ class RunLogger:
         self._runs: list[Any] = []  # one per seed, or one sweep run
         self._defined: list[set[str]] = []
         self.sweep = False
+        point = self.config.get("grid_point") or ""
+        self._point = f"{point}/" if point else ""  # a grid point's keys in a shared sweep trial run
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
         config_path = self.run_dir / CONFIG_FILE
@@ -278,12 +285,15 @@ class RunLogger:
             # The agent fixes the run id (WANDB_RUN_ID) and the project; one run per trial.
             self.sweep = True
             settings = wandb.Settings(silent=True, x_save_requirements=False)
-            run = wandb.init(
-                name=f"{task}-{algo}-seeds{_seed_label(self.seeds)}",
-                config={**self.config, "seeds": self.seeds},
-                settings=settings,
-                **{k: v for k, v in common.items() if k not in ("project", "entity")},
-            )
+            if _TRIAL["run"] is None:  # the first logger of the trial opens its run; grid points share it
+                _TRIAL["run"] = wandb.init(
+                    name=f"{task}-{algo}-seeds{_seed_label(self.seeds)}",
+                    config={**self.config, "seeds": self.seeds},
+                    settings=settings,
+                    **{k: v for k, v in common.items() if k not in ("project", "entity")},
+                )
+            _TRIAL["users"] += 1
+            run = _TRIAL["run"]
             ids["sweep_run"] = run.id
             self._runs = [run]
         else:
@@ -361,13 +371,13 @@ class RunLogger:
         if self._runs and self._step >= self._wandb_floor:
             prefix = "offline/" if phase == "offline" else ""
             if self.sweep:
-                row = dict(steps)
+                row, prefix = dict(steps), self._point + prefix
                 for key, arr in per_seed.items():
                     if arr is None:
                         row[prefix + key] = float(np.asarray(metrics[key]))
                     else:
                         for i, seed in enumerate(self.seeds):
-                            row[f"seed{seed}/{prefix}{key}"] = float(arr[i])
+                            row[f"{self._point}seed{seed}/{prefix[len(self._point):]}{key}"] = float(arr[i])
                 row.update({prefix + k: v for k, v in sweep_metric(metrics, self.n_seeds).items()})
                 self._wandb_log(0, row, phase)
             else:
@@ -401,17 +411,24 @@ class RunLogger:
         _write_json_atomic(self.run_dir / SUMMARY_FILE, data)
         self._summarized = True
         if self.sweep:
-            run = self._runs[0]
+            run, point = self._runs[0], self._point
             for k, a in arrays.items():
                 mean, std = stats[k]
-                run.summary[f"{k}_mean"] = mean
-                run.summary[f"{k}_std"] = std
+                run.summary[f"{point}{k}_mean"] = mean
+                run.summary[f"{point}{k}_std"] = std
                 for i, seed in enumerate(self.seeds):
-                    run.summary[f"seed{seed}/{k}"] = float(a[i])
-            # The final score decides the trial, also for `offline` runs that never log online evals.
+                    run.summary[f"{point}seed{seed}/{k}"] = float(a[i])
+            # The final score decides the trial, also for `offline` runs that never log online evals; a trial
+            # that runs a grid reports each point's under its name and its best point as the trial's.
             source = next((k for k in SWEEP_SOURCES if k in arrays), None)
             if source is not None:
-                run.summary[SWEEP_METRIC] = stats[source][0]
+                if point:
+                    run.summary[f"{point}{SWEEP_METRIC}"] = stats[source][0]
+                    _TRIAL["finals"][point[:-1]] = stats[source][0]
+                    best = max(_TRIAL["finals"], key=_TRIAL["finals"].get)
+                    run.summary[SWEEP_METRIC], run.summary["grid/best_point"] = _TRIAL["finals"][best], best
+                else:
+                    run.summary[SWEEP_METRIC] = stats[source][0]
         else:
             for i, run in enumerate(self._runs):
                 for k, a in arrays.items():
@@ -419,6 +436,11 @@ class RunLogger:
 
     def _finish_runs(self, exit_code: int | None = None) -> None:
         runs, self._runs = self._runs, []
+        if self.sweep and runs:  # the trial's shared run ends with its last logger
+            _TRIAL["users"] -= 1
+            if _TRIAL["users"] > 0:
+                return
+            _TRIAL.update(run=None, users=0, finals={})
         for run in runs:
             try:
                 run.finish(exit_code=exit_code)
