@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pex_jax.tools.report import LAST_EVAL, left_out_line, read_metrics, run_status
+from pex_jax.tools.report import LAST_EVAL, algo_colors, interval_section, left_out_line, read_metrics, run_status
 from pex_jax.tools.study_runs import FROM_OFFLINE
 
 SCORE, PICK = "eval/normalized_score", "eval/offline_choice_rate"
@@ -244,6 +244,19 @@ def plot(study: dict, out_dir: Path, tag: str = "", domain: str = "antmaze") -> 
     return paths
 
 
+def intervals(study: dict[str, dict[str, dict]], out: Path, png_name: str) -> list[str]:
+    """The interval estimates of `make report` (pex_jax/tools/stats.py) over the finished runs' final scores."""
+    finals: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
+    for task, runs in study.items():
+        for algo, run in runs.items():
+            per_seed = run["summary"].get("per_seed") or {}
+            scores = {int(s): v["final/normalized_score"] for s, v in per_seed.items()
+                      if isinstance(v, dict) and v.get("final/normalized_score") is not None}
+            if run["status"].finished and scores:
+                finals[algo][task] = scores
+    return interval_section(dict(finals), out, algo_colors(set(finals)), png_name) if finals else []
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("root", type=Path)
@@ -266,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no finished runs (config.json + summary.json) under {args.root}/<task>/<algo>/", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    text = tables(study, left_out)
+    text = tables(study, left_out) + "\n" + "\n".join(intervals(study, args.out, f"profiles_{args.domain}{tag}.png"))
     (args.out / f"{args.domain}_tables{tag}.md").write_text(text)
     print(text)
     for path in plot(study, args.out, tag, args.domain):

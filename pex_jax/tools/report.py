@@ -433,6 +433,77 @@ def plot_task(
 
 
 # ---------------------------------------------------------------------------- entry points
+# ---------------------------------------------------------------------------- interval estimates
+PEX_FAMILY = ("pex", "pex_sac")
+
+
+def final_scores(groups: dict[tuple[str, str], dict[int, SeedCurves]]) -> dict[str, dict[str, dict[int, float]]]:
+    """algo -> task -> seed -> final score (the last online evaluation, else the last offline one)."""
+    out: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
+    for (task, algo), seeds in groups.items():
+        finals = {}
+        for seed, c in seeds.items():
+            value = _last(c.online, SCORE) if SCORE in c.online else _last(c.offline, SCORE)
+            if value is not None:
+                finals[seed] = value
+        if finals:
+            out[algo][task] = finals
+    return dict(out)
+
+
+def interval_section(finals: dict[str, dict[str, dict[int, float]]], out: Path, colors: dict[str, tuple],
+                     png_name: str = "performance_profiles.png") -> list[str]:
+    """Markdown of the statistics of `finals` (algo -> task -> seed -> final score; pex_jax/tools/stats.py): IQM and
+    mean with 95% bootstrap intervals per task and over the tasks a configuration covers, P(PEX > baseline) per
+    task and over tasks, and a performance profile PNG (`out/png_name`)."""
+    from pex_jax.tools import stats
+
+    tasks = list(dict.fromkeys(t for per in finals.values() for t in per))  # the caller's task order
+    algos = sorted(finals, key=lambda a: (_algo_rank(a), a))
+    compared = [t for t in tasks if sum(t in per for per in finals.values()) > 1]  # tasks with a comparison
+    md = ["## Interval estimates", "",
+          f"Final scores; IQM and mean over seeds with 95% stratified-bootstrap intervals (rliable, "
+          f"{stats.REPS} resamples, seed {stats.SEED}). `all tasks`: over the tasks of this report that have a "
+          f"comparison ({', '.join(compared) or '-'}), for the configurations run on every one (runs resampled within "
+          f"each task). P(X > Y): the probability that a "
+          f"run of X scores above a run of Y (ties count half), averaged over tasks; an interval that contains "
+          f"0.5 does not support a difference. With 3 seeds the intervals are coarse (few distinct resamples) and can "
+          f"collapse to a point ([1.00, 1.00] when every run of X beats every run of Y).", "",
+          "| task | configuration | seeds | IQM [95% CI] | mean [95% CI] |", "|---|---|---|---|---|"]
+    blocks = [(t, [t]) for t in tasks] + ([("all tasks", compared)] if len(compared) > 1 else [])
+    comparisons: list[str] = []
+    for name, block in blocks:
+        present = [a for a in algos if all(t in finals[a] for t in block)]
+        matrices = {}
+        for a in present:
+            matrix, seeds = stats.score_matrix(finals[a], block)
+            if len(seeds):
+                matrices[a] = (matrix, seeds)
+        if not matrices:
+            continue
+        est = stats.aggregate_intervals({a: m for a, (m, _) in matrices.items()})
+        for a, (_, seeds) in matrices.items():
+            md.append(f"| {name} | {a} | {len(seeds)} | {est[a]['iqm'].fmt()} | {est[a]['mean'].fmt()} |")
+        for x in (a for a in matrices if a.split("@", 1)[0] in PEX_FAMILY):
+            for y in (a for a in matrices if a.split("@", 1)[0] not in PEX_FAMILY):
+                p = stats.improvement_probability(matrices[x][0], matrices[y][0])
+                verdict = ("supports X > Y" if p.low > 0.5 else "supports X < Y" if p.high < 0.5
+                           else "no difference supported")
+                comparisons.append(f"| {name} | P({x} > {y}) | {p.fmt(2)} | {verdict} |")
+    md.append("")
+    if comparisons:
+        md += ["| tasks | comparison | probability [95% CI] | reading |", "|---|---|---|---|", *comparisons, ""]
+    profile_tasks = compared or tasks
+    on_all = [a for a in algos if all(t in finals[a] for t in profile_tasks)]
+    if on_all:
+        matrices = {a: stats.score_matrix(finals[a], profile_tasks)[0] for a in on_all}
+        if all(len(m) for m in matrices.values()):
+            png = stats.performance_profiles_png(matrices, out / png_name,
+                                                 {a: colors[a] for a in on_all})
+            md += [f"![performance profiles]({png.name})", ""]
+    return md
+
+
 def left_out_line(path: Path | str, status: RunStatus) -> str:
     """The line every tool prints for a run it leaves out of its tables."""
     return f"left out {path}: {status} (not finished; --include-unfinished shows it)"
@@ -487,6 +558,7 @@ def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE,
         table,
         "",
     ]
+    md += interval_section(final_scores(groups), out, colors)
     for task, png in images:
         md += [f"## {task}", "", f"![{task} learning curves]({png.name})", ""]
     if reused or notes or torn or left_out:
