@@ -84,7 +84,7 @@ HOPPER_STEPS ?= 300000
 HALFCHEETAH_STEPS ?= 500000
 
 .DEFAULT_GOAL := help
-.PHONY: help test lint data data-antmaze ant-expert mujoco-experts mujoco-fidelity data-mujoco demo antmaze locomotion pointmaze bench report sweep study study-antmaze study-locomotion clean
+.PHONY: help test lint data data-antmaze ant-expert mujoco-experts mujoco-fidelity data-mujoco demo antmaze locomotion pointmaze bench report dashboard sweep study study-antmaze study-locomotion clean
 
 ANTMAZE_TASKS := umaze umaze-diverse medium-play medium-diverse large-play large-diverse
 POINTMAZE_TASKS := umaze medium large
@@ -261,6 +261,9 @@ $(REF_VENV)/.installed:
 	test -x $(REF_VENV)/bin/python || $(PYTHON) -m venv $(REF_VENV)
 	$(REF_VENV)/bin/python -m pip install -q "$(TORCH)" numpy
 	touch $@
+
+dashboard: $(STAMP) ## the W&B comparison report + workspace as code: ENTITY=.. PROJECT=.. [SOURCE=d4rl|minari|local] [TASKS=a,b]; no API key: writes reports/dashboard.json
+	$(PY) -m pex_jax.tools.dashboard --entity "$(ENTITY)" --project "$(PROJECT)" $(if $(SOURCE),--source=$(SOURCE)) $(if $(TASKS),--tasks=$(TASKS))
 
 report: $(STAMP) ## tables + PNG learning curves from run dirs: RUNS='runs/...' OUT=reports
 	$(PY) -m pex_jax.tools.report --runs $(RUNS) --out $(or $(OUT),reports)
