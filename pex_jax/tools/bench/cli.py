@@ -22,6 +22,7 @@ from pex_jax.tools.bench.ceiling import MatmulCeiling
 from pex_jax.tools.bench.components import bench_components
 from pex_jax.tools.bench.config import CONTEXT, PARTS, BenchConfig, parse_size
 from pex_jax.tools.bench.engine import bench_engine, check_cadence
+from pex_jax.tools.bench.grid import bench_grid
 from pex_jax.tools.bench.harness import load_average, machine_info, memory_info
 from pex_jax.tools.bench.multitask import bench_multitask
 from pex_jax.tools.bench.offline import bench_offline, scaling_check
@@ -67,7 +68,7 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict:
             r["efficiency_vs_1_seed"] = r["fused_total"]["best"] / (r["seeds"] * single) if single else None
         del dataset
         lap("offline")
-    if "online" not in bc.skip or "components" not in bc.skip:
+    if "online" not in bc.skip or "components" not in bc.skip or "grid" not in bc.skip:
         with tempfile.TemporaryDirectory(prefix="pex-bench-") as tmp, \
                 LocalAntMaze(bc, Path(tmp) / "data", log) as data:
             if "components" not in bc.skip:
@@ -77,6 +78,9 @@ def run(bc: BenchConfig, log: Callable[[str], None] = print) -> dict:
             if "online" not in bc.skip:
                 result["engine"] = bench_engine(bc, data, Path(tmp) / "runs", log)
                 lap("online engine")
+            if "grid" not in bc.skip:
+                result["grid"] = bench_grid(bc, data, Path(tmp) / "grid", log)
+                lap("grid")
             result["antmaze_data"] = {"steps_per_task": max(bc.engine_data_steps, bc.engine_data_episode_steps),
                                       "episode_steps": bc.engine_data_episode_steps, "generated_s": data.generated_s}
     if "act" not in bc.skip:
@@ -192,6 +196,9 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     e.add_argument("--engine-lanes", type=int,
                    help="pipeline_lanes of the 'workers on' runs (default: the engine's)")
     e.add_argument("--engine-data-steps", type=int, help="rows of each generated AntMaze dataset (default 10000)")
+    e.add_argument("--grid-points", type=int, help="grid figure: inverse temperatures in one process (default 4)")
+    e.add_argument("--grid-seeds", type=int, help="grid figure: seeds per point (default 3)")
+    e.add_argument("--grid-reps", type=int, help="grid figure: runs per side, alternating (default 1)")
     e.add_argument("--suite", help="TASKSxSEEDS of the per-component shapes (default 6x10)")
     e.add_argument("--pool-envs", type=_int_list, help="env counts of the pool comparison (default 6,30,60)")
     e.add_argument("--pool-workers", type=_int_list, help="EnvPool worker counts (default 1, cores - 1, cores)")
@@ -253,7 +260,8 @@ def parse_args(argv: Sequence[str] | None) -> BenchConfig:
     for name in ("seeds", "updates", "reps", "tasks", "dataset_size", "buffer_capacity", "engine_sizes",
                  "engine_hidden", "acceptance_hidden", "engine_eval_every", "engine_eval_episodes", "engine_log_every",
                  "engine_warmup", "engine_cycles", "engine_reps", "engine_env_workers", "engine_eval_workers",
-                 "engine_lanes", "engine_data_steps", "pool_envs", "pool_workers"):
+                 "engine_lanes", "engine_data_steps", "pool_envs", "pool_workers", "grid_points", "grid_seeds",
+                 "grid_reps"):
         if getattr(a, name) is not None:
             overrides[name] = getattr(a, name)
     bc = BenchConfig.quick_config(**overrides) if a.quick else BenchConfig(**overrides)

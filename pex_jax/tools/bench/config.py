@@ -25,7 +25,7 @@ CONTEXT = [
      "measured": "by issue 17's author, side by side on the project's 2-core dev VM (shared), before 2026-11-30"},
 ]
 
-PARTS = ("offline", "online", "components", "act", "multitask", "reference")
+PARTS = ("offline", "online", "components", "act", "multitask", "grid", "reference")
 
 
 @dataclass
@@ -68,6 +68,10 @@ class BenchConfig:
     engine_lanes: int = 0  # "workers on": --config.pipeline_lanes (0: the engine's default)
     engine_data_steps: int = 10_000  # rows of each generated local AntMaze dataset
     engine_data_episode_steps: int = 1_000
+    # The hyperparameter grid: N points in one process vs N processes (`pex_jax.tools.bench.grid`).
+    grid_points: int = 4
+    grid_seeds: int = 3
+    grid_reps: int = 1  # runs per side, alternating
     # Per-component costs at the suite's shapes (6 AntMaze tasks x 10 seeds).
     suite_tasks: int = 6
     suite_seeds: int = 10
@@ -94,7 +98,7 @@ class BenchConfig:
                     engine_eval_every=40, engine_log_every=20, engine_warmup=20, engine_cycles=1, engine_reps=1,
                     engine_data_steps=200, engine_data_episode_steps=100, suite_tasks=2, suite_seeds=2,
                     pool_envs=[2], pool_workers=[1], component_window_s=0.05, eval_component_seeds=1,
-                    eval_component_episodes=1,
+                    eval_component_episodes=1, grid_points=2, grid_seeds=1,
                     reference_window_s=0.2, reference_reps=2, reference_buffer_rows=1_000)
         base.update(overrides)
         return cls(**base)

@@ -113,6 +113,8 @@ def to_markdown(result: dict) -> str:
         lines += side_by_side_markdown(result["side_by_side"], peak)
     if result.get("multitask"):
         lines += _multitask_markdown(result, peak)
+    if result.get("grid"):
+        lines += grid_markdown(result["grid"])
     lines += ["## Compile times (s)", "", "| what | seconds |", "|---|---|"]
     for name, sec in result["compile_s"].items():
         lines.append(f"| {name} | {sec:.2f} |" if sec >= 0.01 else f"| {name} | cached (same program compiled above) |")
@@ -495,3 +497,22 @@ def summary_lines(result: dict) -> list[str]:
         out.append(f"side by side: {fig['label']}: pex-jax / reference x{fig['ratio']['best']:.2f} best, "
                    f"x{fig['ratio']['median']:.2f} median, x{lo:.2f}-{hi:.2f} over reps")
     return out
+
+
+def grid_markdown(g: dict) -> list[str]:
+    """The hyperparameter grid's figure (`pex_jax.tools.bench.grid`)."""
+    c = g["cadence"]
+    lines = [f"## Hyperparameter grid: {g['points']} points in one process vs {g['points']} processes "
+             "(measured in this run)", "",
+             f"PEX online on local AntMaze {g['task']} from the same initial offline states, {g['seeds']} seeds per "
+             f"point, {'x'.join(map(str, g['hidden']))} networks, {c['online_steps']} env steps, evaluation every "
+             f"{c['eval_every']} steps; points: inverse temperature {', '.join(f'{v:g}' for v in g['values'])}. One "
+             "process with `--config.grid` against one `python -m pex_jax.train` per point, one after another (a W&B "
+             "agent's trials). Whole runs include start-up, data loading, compilation and evaluation; the loop rate "
+             f"is taken between the engine's log rows at steps {c['warmup']} and {c['online_steps']}.", "",
+             "| | one grid process | separate processes | grid / separate |", "|---|---|---|---|",
+             f"| wall clock, all {g['points']} points (best) | {-g['grid']['wall_s']['best']:.1f} s | "
+             f"{-g['separate']['wall_s']['best']:.1f} s | {g['speedup_wall']:.2f}x faster |",
+             f"| training loop, agent-steps/s (best) | {g['grid']['agent_steps_per_s']['best']:.0f} | "
+             f"{g['separate']['agent_steps_per_s']['best']:.0f} (one point's) | {g['speedup_loop']:.2f}x |", ""]
+    return lines
