@@ -118,6 +118,11 @@ def expand(config: ml_collections.ConfigDict) -> list[ml_collections.ConfigDict]
     return points
 
 
+def expand_tasks(configs: list[ml_collections.ConfigDict]) -> list[ml_collections.ConfigDict]:
+    """Every task's grid points (the tasks as they are when no grid is set): the multi-task commands' entries."""
+    return [point for c in configs for point in (expand(c) if c.get("grid") else [c])]
+
+
 def offline_points(points: list[ml_collections.ConfigDict]) -> list[ml_collections.ConfigDict]:
     """The distinct offline runs the points need (by task and offline fields), as configs whose
     `grid_point` is the offline label; first-seen order."""

@@ -100,3 +100,17 @@ def test_a_grid_resumes_skipping_what_finished(tmp_path, tiny_minari_root, monke
     run(_grid_config(tmp_path, resume="auto"))
     out = capsys.readouterr().out
     assert "already done" in out and Path(tmp_path / "grid" / "grid.json").exists()
+
+
+def test_multi_task_commands_expand_every_task_into_its_grid_points():
+    from pex_jax.grid import expand_tasks
+    from pex_jax.pretrain import task_configs
+
+    configs = task_configs("experiments/configs/pointmaze.py", ["umaze", "medium"],
+                           {"grid": "inv_temperature=1,3;expectile=0.7,0.9"})
+    points = expand_tasks(configs)  # what `python -m pex_jax.finetune` (and make antmaze) trains
+    assert len(points) == 8 and {c.inv_temperature for c in points} == {1.0, 3.0}
+    # what `python -m pex_jax.pretrain` trains: one offline run per task and expectile
+    assert sorted((c.task, c.grid_point) for c in offline_points(points)) == [
+        ("pointmaze-medium", "expectile=0.7"), ("pointmaze-medium", "expectile=0.9"),
+        ("pointmaze-umaze", "expectile=0.7"), ("pointmaze-umaze", "expectile=0.9")]

@@ -108,10 +108,9 @@ def tasks_main(argv: list[str] | None, body: Callable[[list, Any, bool], Any], d
         run_dir = Path(overrides.pop("run_dir", "") or Path("runs") / default_dir / time.strftime("%Y%m%d-%H%M%S"))
         configs = task_configs(config_flags.get_config_filename(flag_values["config"]),
                                [t for t in flag_values.tasks.split(",") if t], overrides)
-        if configs and configs[0].grid:  # every task's grid points on the engine's task axis (pex_jax/grid.py)
-            from pex_jax.grid import expand
+        from pex_jax.grid import expand_tasks
 
-            configs = [point for c in configs for point in expand(c)]
+        configs = expand_tasks(configs)  # every task's grid points on the engine's task axis (pex_jax/grid.py)
         body(configs, run_dir, configs[0].resume == "auto")
 
     return absl_main(argv, run)
