@@ -214,9 +214,17 @@ def test_entropy_backup_through_the_policy_set_and_unknown_backups_are_rejected(
         check_action_bounds((-2.0,), (2.0,))
 
 
-def test_update_fn_routes_sac_algorithms_to_the_sac_backbone():
+def test_update_fn_routes_sac_algorithms_to_the_sac_backbone(monkeypatch):
+    import pex_jax.agents.algorithms as algorithms
+
     _, _, c = _setup()
-    assert update_fn(ALGORITHMS["pex_sac"], c).func is pex_sac_update
+    calls = []
+    monkeypatch.setattr(algorithms, "pex_sac_update", lambda *a, **kw: calls.append(("pex_sac", kw)))
+    monkeypatch.setattr(algorithms, "sac_update", lambda *a, **kw: calls.append(("sac", kw)))
+    update_fn(ALGORITHMS["pex_sac"], c)("state", "batch", "key", "traced hp (ignored)")
+    update_fn(ALGORITHMS["sac"], c)("state", "batch", "key", "traced hp (ignored)")
+    assert [name for name, _ in calls] == ["pex_sac", "sac"]
+    assert calls[0][1]["inv_temperature"] == c.inv_temperature and calls[0][1]["hp"] == sac_hparams(c)
     assert ALGORITHMS["sac"].offline_ratio == ALGORITHMS["pex_sac"].offline_ratio == 0.5
     assert not ALGORITHMS["sac"].offline_phase and ALGORITHMS["pex_sac"].offline_phase
 

@@ -7,7 +7,6 @@ them in `jax.jit(jax.vmap(...))` so that all seeds advance in one device call.
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -147,12 +146,14 @@ def update_fn(spec: AlgoSpec, config):
     in: `--config.grid` refuses it) and ignores `hp`."""
     if spec.backbone == "sac":
         sac_hp = sac_hparams(config)
-        if spec.policy_set:
-            sac = partial(pex_sac_update, hp=sac_hp, inv_temperature=config.inv_temperature,
-                          backup=config.pex_sac_backup)
-        else:
-            sac = partial(sac_update, hp=sac_hp)
-        return lambda state, batch, key, hp: sac(state, batch, key)
+
+        def sac_backbone(state, batch: Batch, key: jax.Array, hp: Hparams):
+            if spec.policy_set:
+                return pex_sac_update(state, batch, key, hp=sac_hp, inv_temperature=config.inv_temperature,
+                                      backup=config.pex_sac_backup)
+            return sac_update(state, batch, key, hp=sac_hp)
+
+        return sac_backbone
     return pex_update if spec.policy_set else iql_update
 
 
