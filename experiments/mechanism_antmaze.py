@@ -211,6 +211,87 @@ def summarize_gaps(rows: list[dict]) -> dict:
     return {"all": stats(rows), "by_distance": {k: v for k, v in bins.items() if v["n"]}}
 
 
+def step0_of_study(task: str) -> dict:
+    """The committed study's PEX evaluation at online step 0 per seed: score and offline-pick rate."""
+    path = ROOT / "docs" / "results" / "antmaze_runs" / task / "pex" / "metrics.jsonl"
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    step0 = [r for r in rows
+             if r.get("phase") == "online" and r.get("online_step") == 0 and "eval/normalized_score" in r]
+    return {str(r["seed"]): {"score": r["eval/normalized_score"],
+                             "offline_pick_rate": r.get("eval/offline_choice_rate")} for r in step0}
+
+
+def markdown(result: dict) -> str:
+    """The tables of docs/results/antmaze.md's mechanism section, from the JSON alone."""
+    seeds = [str(s) for s in result["seeds"]]
+    lines = [f"# The selection mechanism at the switch: {result['task']}", "",
+             f"Recomputed by `python experiments/mechanism_antmaze.py --task {result['task']} --from-json` from "
+             f"`{result['task']}.json` (measured by the same script without `--from-json`; offline run "
+             f"`{result['run']}`, seeds {', '.join(seeds)}, inverse temperature {result['inv_temperature']:g}, "
+             f"evaluation epsilon {result['eval_epsilon']:g}, episode limit {result['episode_limit']}).", ""]
+    if "branch" in result:
+        b = result["branch"]
+        lines += ["## True gap against the critic's gap (branch rollouts)", "",
+                  f"Every {b['every']} env steps of {b['episodes_per_seed']} policy-set episodes per seed: offline "
+                  "action vs new policy's action, then the policy set to the goal or the time limit. Gap = Q(offline) "
+                  "- Q(new); true Q from the steps to the goal (never: -100).", "",
+                  "| states | n | true gap 0 (same outcome) | true prefers offline | true prefers new | critic prefers "
+                  "new | sign agreement (true gap != 0) | median abs true gap (!= 0) | median abs critic gap | "
+                  "one branch reaches the goal, the other not |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+        def row(name, st):
+            if not st.get("n"):
+                return
+            agree = "-" if st["sign_agreement"] is None else f"{st['sign_agreement']:.2f} (n={st['decided']})"
+            decided = "-" if st["median_abs_true_gap_decided"] is None else f"{st['median_abs_true_gap_decided']:.2f}"
+            lines.append(f"| {name} | {st['n']} | {st['true_gap_zero_share']:.2f} | {st['true_prefers_offline']:.2f} "
+                         f"| {st['true_prefers_new']:.2f} | {st['critic_prefers_new']:.2f} | {agree} | {decided} | "
+                         f"{st['median_abs_critic_gap']:.2f} | {st['flip_success_share']:.2f} |")
+
+        row("all", b["summary"]["all"])
+        for name, st in b["summary"]["by_distance"].items():
+            row(f"distance to goal {name}", st)
+        for s in seeds:
+            row(f"seed {s}", b["per_seed"][s])
+        lines.append("")
+    if "share" in result:
+        sh, step0 = result["share"], result.get("step0_study") or step0_of_study(result["task"])
+        lines += ["## How much of a second member the gait survives", "",
+                  f"Success (100 x, {sh['episodes']} episodes per seed) of the offline policy's mode when a share p of "
+                  "its steps take the new policy's mode instead; last rows: the policy set at online step 0 in the "
+                  "committed study (30 episodes), with the share of its evaluation actions that were NOT the offline "
+                  "policy's.", "", "| p | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
+                  "|---|" + "---|" * (len(seeds) + 1)]
+        for p_new, by_seed in sh["score_by_p"].items():
+            vals = [by_seed[s] for s in seeds]
+            lines.append(f"| {p_new} | " + " | ".join(f"{v:.0f}" for v in vals) + f" | {np.mean(vals):.1f} |")
+        if step0:
+            lines.append("| policy set, step 0: score | " + " | ".join(f"{step0[s]['score']:.0f}" for s in seeds)
+                         + f" | {np.mean([step0[s]['score'] for s in seeds]):.1f} |")
+            lines.append("| policy set, step 0: share of new-policy actions | "
+                         + " | ".join(f"{1 - step0[s]['offline_pick_rate']:.2f}" for s in seeds) + " | "
+                         f"{np.mean([1 - step0[s]['offline_pick_rate'] for s in seeds]):.2f} |")
+        lines.append("")
+    if "inits" in result:
+        it = result["inits"]
+        lines += ["## Init spread", "",
+                  f"The policy set at online step 0 with {len(it['rows']) // len(seeds)} new-policy initialisations "
+                  f"per seed, {it['episodes']} episodes each: score and offline-pick rate (evaluation mode).", "",
+                  "| seed | scores | offline-pick rates | mean score | mean pick rate |", "|---|---|---|---|---|"]
+        for s in seeds:
+            rs = [r for r in it["rows"] if str(r["seed"]) == s]
+            scores = [r["score"] for r in rs]
+            picks = [r["offline_pick_rate"] for r in rs]
+            lines.append(f"| {s} | {' / '.join(f'{v:.0f}' for v in scores)} | "
+                         f"{' / '.join(f'{v:.2f}' for v in picks)} | {np.mean(scores):.1f} | {np.mean(picks):.2f} |")
+        corr = it.get("corr_score_pick")
+        lines += ["", f"Correlation of score and offline-pick rate over all {len(it['rows'])} initialisations: "
+                  f"{'-' if corr is None else f'{corr:.2f}'}.", ""]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="umaze")
@@ -222,13 +303,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inits", type=int, default=10, help="new-policy initialisations (init spread)")
     p.add_argument("--parts", default="branch,share,inits")
     p.add_argument("--out", default=str(ROOT / "docs" / "results" / "antmaze_mechanism"))
+    p.add_argument("--from-json", action="store_true", help="only rewrite <task>.md from <task>.json")
     args = p.parse_args(argv)
+    out_path = Path(args.out) / f"{args.task}.json"
+    if args.from_json:
+        md = out_path.with_suffix(".md")
+        md.write_text(markdown(json.loads(out_path.read_text())))
+        print(md.read_text())
+        return 0
     seeds = [int(s) for s in args.seeds.split(",")]
     run = Path(args.run or ROOT / "runs" / "mechanism" / args.task / "offline")
     c, dims, task, info, states = load(run, seeds)
     fns = functions(c)
     parts = set(args.parts.split(","))
-    out_path = Path(args.out) / f"{args.task}.json"
     result = json.loads(out_path.read_text()) if out_path.exists() else {}
     result.update({"task": args.task, "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else str(run),
                    "seeds": seeds, "inv_temperature": float(c.inv_temperature), "eval_epsilon": float(c.eval_epsilon),
@@ -252,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                                    for i, s in enumerate(seeds)}
             print(f"share p={p_new:g}: {share[f'{p_new:g}']}, {time.time() - t0:.0f} s", flush=True)
         result["share"] = {"episodes": args.episodes, "score_by_p": share}
+        result["step0_study"] = step0_of_study(args.task)
     if "inits" in parts:
         rows = []
         for i, s in enumerate(seeds):
@@ -271,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = round(time.time() - t0, 1)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=1) + "\n")
+    out_path.with_suffix(".md").write_text(markdown(result))
     if "branch" in result:
         print(json.dumps(result["branch"]["summary"], indent=1))
     print(f"wrote {out_path}")
