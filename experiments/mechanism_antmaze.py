@@ -1,7 +1,10 @@
 """Why PEX's policy set drops at the switch on AntMaze: the selection mechanism, measured at online step 0.
 
-    python experiments/mechanism_antmaze.py --task umaze          # runs/mechanism/umaze/offline, seeds 0-2
-    python experiments/mechanism_antmaze.py --task medium-play
+    python experiments/mechanism_antmaze.py --task umaze          # seeds 0-2 of the task's offline checkpoint
+    python experiments/mechanism_antmaze.py --task umaze --from-json   # the tables again, from the saved JSON
+
+The offline checkpoints are the study's (`python experiments/study_antmaze.py --tasks <task> --algos= --out
+runs/mechanism`); umaze's is committed in docs/results/antmaze_mechanism/runs/umaze/offline.
 
 For each seed's offline checkpoint (the study's 100k-update IQL run) and the new policy PEX adds at the switch (the
 same initialisation as the study's runs: the runner's online-init key), three measurements:
@@ -295,7 +298,8 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="umaze")
-    p.add_argument("--run", help="offline run directory (default runs/mechanism/<task>/offline)")
+    p.add_argument("--run", help="offline run directory (default: docs/results/antmaze_mechanism/runs/<task>/offline "
+                                 "when committed, else runs/mechanism/<task>/offline)")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--branch-episodes", type=int, default=3, help="policy-set episodes branched per seed")
     p.add_argument("--every", type=int, default=35, help="env steps between branch points")
@@ -312,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         print(md.read_text())
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
-    run = Path(args.run or ROOT / "runs" / "mechanism" / args.task / "offline")
+    committed = Path(args.out) / "runs" / args.task / "offline"
+    run = Path(args.run) if args.run else (committed if committed.exists() else
+                                           ROOT / "runs" / "mechanism" / args.task / "offline")
     c, dims, task, info, states = load(run, seeds)
     fns = functions(c)
     parts = set(args.parts.split(","))
