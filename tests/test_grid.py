@@ -2,6 +2,7 @@
 separate runs (the values are traced, not compiled in)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +109,25 @@ def test_multi_task_commands_expand_every_task_into_its_grid_points():
     assert sorted((c.task, c.grid_point) for c in offline_points(points)) == [
         ("pointmaze-medium", "expectile=0.7"), ("pointmaze-medium", "expectile=0.9"),
         ("pointmaze-umaze", "expectile=0.7"), ("pointmaze-umaze", "expectile=0.9")]
+
+
+def test_an_evaluation_worker_scores_each_grid_point_with_its_own_policy_set_settings(tiny_env):
+    """Two points that differ only in the inverse temperature, the same states: a worker's evaluations differ
+    (one cached evaluator per task would score the second point with the first point's temperature)."""
+    import jax
+
+    from pex_jax.agents.algorithms import ALGORITHMS, Dims
+    from pex_jax.data.sources import load_transitions
+    from pex_jax.envs.task import task_for_dataset
+    from pex_jax.runner.evaluation import EvalTarget, _evaluate_job, acting_snapshot, state_template
+
+    _, info = load_transitions("pex/pointmaze/tiny-v0", download=False, progress=False)
+    dims = Dims(info.obs_dim, info.act_dim, tuple(map(float, info.action_low)), tuple(map(float, info.action_high)))
+    base = tiny_config(Path("unused"), algo="pex", eval_epsilon=0.0)
+    states = jax.device_get(state_template(ALGORITHMS["pex"], dims, base, 1))
+    rates = []
+    for inv_t in (0.0, 1000.0):  # uniform choice vs argmax of Q
+        c = tiny_config(Path("unused"), algo="pex", eval_epsilon=1.0, inv_temperature=inv_t, grid_point=f"t={inv_t}")
+        target = EvalTarget(task_for_dataset(info), info, (0,), 2, 2, dims, c.to_dict())
+        rates.append(_evaluate_job(target, "pex", acting_snapshot(states), 0, 2).offline_choice_rate[0])
+    assert rates[0] != rates[1]

@@ -37,7 +37,15 @@ import ml_collections
 import numpy as np
 from flax import serialization
 
-from pex_jax.agents.algorithms import ALGORITHMS, AlgoSpec, Dims, act, init_offline_state, init_online_state
+from pex_jax.agents.algorithms import (
+    ALGORITHMS,
+    TRACED_FIELDS,
+    AlgoSpec,
+    Dims,
+    act,
+    init_offline_state,
+    init_online_state,
+)
 from pex_jax.data import flatten_observation, normalized_score
 from pex_jax.data.minari import DatasetInfo
 from pex_jax.envs.task import Task, make_env
@@ -285,7 +293,10 @@ def _init_worker() -> None:
 def _evaluate_job(target: EvalTarget, spec_name: str, snapshot: dict, round_index: int, episodes: int) -> EvalResult:
     """One task's evaluation in a worker; evaluators and templates are cached per process."""
     spec = ALGORITHMS[spec_name]
-    key = (target.task.name, target.seeds, target.episodes, target.parallel)
+    # The evaluator's policy reads the target's hyperparameters (the policy set's inverse temperature and epsilon):
+    # grid points of one task are separate evaluators.
+    key = (target.task.name, target.seeds, target.episodes, target.parallel,
+           tuple(float(target.config[name]) for name in TRACED_FIELDS))
     if key not in _CACHE:
         _CACHE[key] = target.evaluator(envs=_task_envs)
     template_key = ("template", spec_name, target.dims, len(target.seeds), repr(sorted(target.config.items())))
