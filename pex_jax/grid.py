@@ -146,7 +146,7 @@ def group_name(prefix: str, names: list[str]) -> str:
     """The directory name of a call group's run-state checkpoints: the entries joined, or (when that gets too
     long for a file name) the first entry, the count and a hash of them all."""
     joined = "+".join(names)
-    if len(prefix) + len(joined) <= 120:
+    if len(prefix) + len(joined) <= 200:  # file names hold 255 bytes; every run before grids fits here
         return prefix + joined
     digest = hashlib.sha1(joined.encode()).hexdigest()[:8]
     return f"{prefix}{names[0][:60]}+{len(names) - 1}-more-{digest}"

@@ -330,7 +330,7 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
 
 def main(argv: list[str] | None = None) -> int:
     def body(configs, run_dir, resume):  # a grid's points need one offline run per distinct offline setting
-        pretrain(offline_points(configs) if configs[0].grid else configs, run_dir, resume=resume)
+        pretrain(offline_points(configs) if any(c.grid_point for c in configs) else configs, run_dir, resume=resume)
 
     return tasks_main(argv, body, "pretrain")
 

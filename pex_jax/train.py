@@ -32,7 +32,7 @@ from pex_jax.agents.pex_sac import check_action_bounds
 from pex_jax.data.sources import load_transitions
 from pex_jax.envs.task import check_task, task_for_dataset
 from pex_jax.errors import ConfigError
-from pex_jax.grid import expand, grid_id, offline_dir, offline_points, suffix
+from pex_jax.grid import OFFLINE_FIELDS, expand, grid_id, offline_dir, offline_points, parse_grid, suffix
 from pex_jax.runner.cli import absl_main, validate_config
 from pex_jax.runner.common import (
     INIT_STREAM,
@@ -57,7 +57,7 @@ from pex_jax.runner.evaluation import EvalScheduler, EvalTarget, default_eval_wo
 from pex_jax.runner.online import OnlineTask, run_online
 from pex_jax.runner.run_dir import StopRequest, check_resume, end_status, lock_run_dir, stop_on_signals
 from pex_jax.sharding import can_shard, replicate, shard_seeds
-from pex_jax.tools.tracking import RunLogger
+from pex_jax.tools.tracking import RunLogger, trial_scope
 
 # --- Validation ---
 
@@ -188,9 +188,13 @@ def run_grid(config: ml_collections.ConfigDict, run_dir: Path) -> dict:
               "offline_runs": [str(offline_dir(run_dir, o).relative_to(run_dir)) for o in offline],
               "runs": [f"{c.task}/{c.algo}{suffix(c.grid_point)}" for c in points if spec.name != "offline"]}
     (run_dir / "grid.json").write_text(json.dumps(record, indent=2) + "\n")
-    summaries = pretrain(offline, run_dir, resume=resume) if offline else {}
-    if spec.name != "offline":
-        summaries = finetune(points, run_dir, resume=resume)
+    if config.offline_checkpoint and any(name in OFFLINE_FIELDS for name in parse_grid(config.grid)):
+        print(f"note: every point starts from {config.offline_checkpoint}; the grid's offline fields act in the online "
+              f"phase only (drop --config.offline_checkpoint to pre-train each point with its own)", flush=True)
+    with trial_scope():  # a sweep trial's one W&B run stays open from the offline runs to the online ones
+        summaries = pretrain(offline, run_dir, resume=resume) if offline else {}
+        if spec.name != "offline":
+            summaries = finetune(points, run_dir, resume=resume)
     rows = []
     for c in points if spec.name != "offline" else offline:  # read back: a resumed grid skipped finished points
         saved = json.loads(((offline_dir(run_dir, c) if spec.name == "offline" else

@@ -9,7 +9,7 @@ import pytest
 import wandb
 
 from pex_jax.errors import ConfigError
-from pex_jax.tools.tracking import RunLogger, resolve_wandb_mode
+from pex_jax.tools.tracking import RunLogger, resolve_wandb_mode, trial_scope
 
 SEEDS = [0, 1, 2]
 
@@ -338,13 +338,16 @@ def test_a_sweep_trial_running_a_grid_logs_each_point_in_its_one_run_and_reports
                                                                                           monkeypatch):
     monkeypatch.setenv("WANDB_SWEEP_ID", "sweep123")
     monkeypatch.setenv("WANDB_RUN_ID", "trial7")
-    loggers = [RunLogger(tmp_path / point, _config(grid_point=point), SEEDS)
-               for point in ("inv_temperature=10", "inv_temperature=100")]
-    for logger, finals in zip(loggers, ([40.0, 50.0, 60.0], [70.0, 80.0, 90.0]), strict=True):
-        logger.log({"eval/normalized_score": np.array(finals)}, phase="online", offline_step=0, online_step=10)
-        logger.summary({"final/normalized_score": np.array(finals)})
-    for logger in loggers:
-        logger.close()
+    with trial_scope():  # as `run_grid` holds it: the offline runs' loggers close before the online ones open
+        offline = RunLogger(tmp_path / "offline", _config(grid_point="", algo="offline"), SEEDS)
+        offline.close()
+        loggers = [RunLogger(tmp_path / point, _config(grid_point=point), SEEDS)
+                   for point in ("inv_temperature=10", "inv_temperature=100")]
+        for logger, finals in zip(loggers, ([40.0, 50.0, 60.0], [70.0, 80.0, 90.0]), strict=True):
+            logger.log({"eval/normalized_score": np.array(finals)}, phase="online", offline_step=0, online_step=10)
+            logger.summary({"final/normalized_score": np.array(finals)})
+        for logger in loggers:
+            logger.close()
     runs = list(_offline_runs(wandb_env).values())
     assert len(runs) == 1 and runs[0]["run"].run_id == "trial7"  # one run per trial, as the agent expects
     summary = runs[0]["summary"]
@@ -354,3 +357,4 @@ def test_a_sweep_trial_running_a_grid_logs_each_point_in_its_one_run_and_reports
     assert summary["grid/best_point"] == "inv_temperature=100"
     history = runs[0]["history"]
     assert history[0]["inv_temperature=10/seed2/eval/normalized_score"] == 60.0
+    assert history[1]["inv_temperature=100/seed2/eval/normalized_score"] == 90.0  # the next step: none dropped

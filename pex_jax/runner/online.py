@@ -314,7 +314,7 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
         pending_eval = host.get("pending_eval")
     unique, index = unique_datasets([ot.dataset for ot in tasks])  # grid points of a task share its data
     datasets, unique_rows = stack_datasets(unique)
-    rows, hps = unique_rows[index], stack_hparams([ot.config for ot in tasks])
+    rows, hps = unique_rows[index], jax.device_put(stack_hparams([ot.config for ot in tasks]))  # uploaded once
     del unique
     for ot in tasks:
         ot.dataset = None  # the stacked copy is the one in use

@@ -61,11 +61,14 @@ def aggregate_intervals(scores: dict[str, np.ndarray], reps: int = REPS,
     def both(x: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
 
-    with _seeded(seed):
-        points, cis = rly.get_interval_estimates({k: np.asarray(v, float) for k, v in scores.items()}, both,
-                                                 reps=reps, confidence_interval_size=CONFIDENCE)
-    return {k: {name: Interval(float(points[k][i]), float(cis[k][0, i]), float(cis[k][1, i]))
-                for i, name in enumerate(("iqm", "mean"))} for k in scores}
+    out = {}
+    for k, v in scores.items():  # each its own seeded stream: a configuration's interval does not depend on the others
+        with _seeded(seed):
+            points, cis = rly.get_interval_estimates({k: np.asarray(v, float)}, both, reps=reps,
+                                                     confidence_interval_size=CONFIDENCE)
+        out[k] = {name: Interval(float(points[k][i]), float(cis[k][0, i]), float(cis[k][1, i]))
+                  for i, name in enumerate(("iqm", "mean"))}
+    return out
 
 
 def improvement_probability(x: np.ndarray, y: np.ndarray, reps: int = REPS, seed: int = SEED) -> Interval:

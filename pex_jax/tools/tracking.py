@@ -9,6 +9,7 @@ the seed-mean as the sweep metric. The local files are the source of truth for
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -43,7 +44,25 @@ Metrics = Mapping[str, Any]
 
 # A sweep trial that runs a grid (`--config.grid`) logs every point into the trial's one W&B run: the run, how many
 # loggers hold it, and each point's final seed-mean score (the trial reports the best as SWEEP_METRIC).
-_TRIAL: dict[str, Any] = {"run": None, "users": 0, "finals": {}}
+_TRIAL: dict[str, Any] = {"run": None, "users": 0, "finals": {}, "step": 0}
+
+
+@contextlib.contextmanager
+def trial_scope():
+    """Hold a sweep trial's shared run open across several loggers that open and close one after another (a grid's
+    offline runs, then its online runs), so the run is finished once, at the end."""
+    _TRIAL["users"] += 1
+    exit_code = 1
+    try:
+        yield
+        exit_code = None
+    finally:
+        _TRIAL["users"] -= 1
+        if _TRIAL["users"] == 0:
+            run = _TRIAL["run"]
+            _TRIAL.update(run=None, users=0, finals={}, step=0)
+            if run is not None:
+                run.finish(exit_code=exit_code)
 
 
 def in_sweep() -> bool:
@@ -344,6 +363,11 @@ class RunLogger:
             if key not in defined and key not in STEP_KEYS:
                 run.define_metric(key, step_metric=step_key)
                 defined.add(key)
+        if self.sweep and self._point:  # grid points share the trial's run: one step counter for all of them
+            _TRIAL["step"] = max(_TRIAL.get("step", 0), self._step)
+            run.log(row, step=_TRIAL["step"], commit=True)
+            _TRIAL["step"] += 1
+            return
         run.log(row, step=self._step, commit=True)
 
     @property
@@ -440,7 +464,7 @@ class RunLogger:
             _TRIAL["users"] -= 1
             if _TRIAL["users"] > 0:
                 return
-            _TRIAL.update(run=None, users=0, finals={})
+            _TRIAL.update(run=None, users=0, finals={}, step=0)
         for run in runs:
             try:
                 run.finish(exit_code=exit_code)
