@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pex_jax.agents.algorithms import ALGORITHMS
+from pex_jax.agents.algorithms import ALGORITHMS, stack_hparams
 from pex_jax.data.replay import ReplayBuffer
 from pex_jax.envs.task import Task
 from pex_jax.multitask import stack_datasets
@@ -52,6 +52,9 @@ class EngineStepper:
         rows = dataset_rows or bc.dataset_size
         self.datasets, self.rows = stack_datasets([synthetic_dataset(rows, obs_dim, act_dim, seed=30 + t)
                                                    for t in range(n_tasks)])
+        # as `run_online` passes them: each task's traced hyperparameters and its dataset's index in the stack
+        self.hps = jax.device_put(stack_hparams([config] * n_tasks))
+        self.index = jnp.arange(n_tasks, dtype=jnp.int32)
         row_bytes = 4 * (2 * obs_dim + act_dim + 2)
         capacity = int(max(2, min(bc.buffer_capacity, bc.buffer_bytes_limit // (row_bytes * n_tasks * n_seeds))))
         self.buffer = ReplayBuffer.create(lead, obs_dim, act_dim, capacity).replace(
@@ -71,7 +74,7 @@ class EngineStepper:
         step = jax.jit(make_engine_step(spec, config, True), donate_argnums=(0,))
         self._step, self.compile_s["engine_step"] = compile_timed(step, self.states, self.buffer.data,
                                                                   self.buffer.size, self.keys, packed,
-                                                                  self.datasets, self.rows)
+                                                                  self.datasets, self.rows, self.hps, self.index)
         self.flops = cost_flops(self._step)
         self._fresh = jax.jit(lambda x: x + 0)  # a not-yet-fetched copy, so each download really copies
         self.out = self.step(packed)
@@ -85,7 +88,8 @@ class EngineStepper:
 
     def step(self, packed: jax.Array) -> jax.Array:
         self.states, self.keys, self.obs, self.actions, out, _ = self._step(
-            self.states, self.buffer.data, self.buffer.size, self.keys, packed, self.datasets, self.rows)
+            self.states, self.buffer.data, self.buffer.size, self.keys, packed, self.datasets, self.rows, self.hps,
+            self.index)
         return out
 
     def cycle(self, result: StepResult, transforms: list[str], terminal_on_success: list[bool]) -> np.ndarray:

@@ -46,24 +46,25 @@ def bench_offline(bc: BenchConfig, config, dataset: Batch, num_seeds: int, extra
         return shard_seeds((states, ks)) if sharded else (states, ks)
 
     chunk = make_offline_chunk(config, k)
+    hp = hparams(config)  # traced, as the runner passes them
     # Seeds looped on a single CPU device (`over_seeds`), vmapped otherwise: what the runner calls.
     looped = not sharded and num_seeds > 1 and jax.default_backend() == "cpu" and jax.device_count() == 1
-    fused = jax.jit(over_seeds(chunk, (0, 0, None), sequential=looped), donate_argnums=(0,))
+    fused = jax.jit(over_seeds(chunk, (0, 0, None, None, None), sequential=looped), donate_argnums=(0,))
     once = jax.jit(jax.vmap(offline_update_once(config), in_axes=(0, 0, None)), donate_argnums=(0,))
     states = {"fused": list(fresh()), "baseline": list(fresh())}
     compiled = {}
-    compiled["fused"], fused_compile = compile_timed(fused, *states["fused"], data)
+    compiled["fused"], fused_compile = compile_timed(fused, *states["fused"], data, None, hp)
     compiled["baseline"], once_compile = compile_timed(once, *states["baseline"], data)
     compile_s = {"fused_chunk": fused_compile, "baseline_update": once_compile}
     if looped:  # also the plain vmap over seeds, to show what looping the seeds brings on CPU
         states["vmap"] = list(fresh())
-        vmapped = jax.jit(jax.vmap(chunk, in_axes=(0, 0, None)), donate_argnums=(0,))
-        compiled["vmap"], compile_s["fused_chunk_vmap"] = compile_timed(vmapped, *states["vmap"], data)
+        vmapped = jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None, None)), donate_argnums=(0,))
+        compiled["vmap"], compile_s["fused_chunk_vmap"] = compile_timed(vmapped, *states["vmap"], data, None, hp)
 
     def chunk_window(name):
         def run():
             box = states[name]
-            box[0], box[1], m = compiled[name](box[0], box[1], data)
+            box[0], box[1], m = compiled[name](box[0], box[1], data, None, hp)
             jax.block_until_ready(m)
 
         return run
