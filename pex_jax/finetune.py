@@ -10,7 +10,8 @@ for a single task). `make antmaze` runs the two one after the other.
 
 Why: one env step of 6 tasks x 10 seeds is one device call for 60 agents instead of six processes
 taking turns, and the envs of all of them step together in the env workers (docs/performance.md).
-Tasks of other obs/action shapes or update settings form further groups, run one after another.
+Tasks of other obs/action shapes or compiled settings form further groups, run one after another; traced
+hyperparameters (an expectile of its own, a grid point's values) do not split a group.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ it. `make antmaze` pre-trains the six AntMaze tasks this way, then fine-tunes ea
 Why: on an accelerator one call for tasks x seeds fills the device where one task would not; on a
 CPU it costs nothing extra (docs/performance.md). Every (task, seed) gets the batches, and so the
 parameters, of a single-task run with the same seed (`pex_jax.multitask`). Tasks of equal obs/action
-shapes and update settings go into one call while their stacked datasets fit in half the free device
-memory; the rest form further groups (hopper apart from halfcheetah, one after another).
+shapes and compiled settings go into one call while their stacked datasets fit in half the free device
+memory (each keeps its own traced hyperparameters, e.g. an expectile of its own, and so do grid points);
+the rest form further groups (hopper apart from halfcheetah, one after another).
 """
 
 import importlib.util
