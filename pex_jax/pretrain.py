@@ -213,7 +213,7 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
     datasets = shared_dataset_batches(configs, loaded)
     unique, index = unique_datasets(datasets)
     stacked, unique_rows = stack_datasets(unique)
-    rows, hps = unique_rows[index], stack_hparams(configs)  # per entry (a task or a grid point)
+    rows, hps = unique_rows[index], jax.device_put(stack_hparams(configs))  # per entry; uploaded once
     del datasets, unique
 
     def tiled(stream):

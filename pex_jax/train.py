@@ -92,7 +92,7 @@ def offline_phase(config, seeds, dims, dataset: Batch, evals: EvalScheduler, log
         pending = host.get("pending_eval")
     if can_shard(len(seeds)):  # several devices: each runs its share of the seeds
         states, keys = shard_seeds((states, keys))
-    chunk_fns, hp = {}, hparams(config)  # traced: the program a grid point of these values also runs
+    chunk_fns, hp = {}, jax.device_put(hparams(config))  # traced, as a grid point's; uploaded once
 
     def chunk_fn(n):
         if n not in chunk_fns:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pex_jax.errors import ConfigError
 from pex_jax.tools import dashboard
 from pex_jax.train import run
 from tests.conftest import tiny_config
@@ -71,5 +72,6 @@ def test_the_runner_logs_every_key_the_dashboard_reads(tmp_path, tiny_minari_roo
 
 
 def test_an_unknown_source_is_refused_in_one_line():
-    with pytest.raises(Exception, match="unknown data source"):
+    with pytest.raises(ConfigError, match="unknown data source") as e:
         dashboard.build("lab", "p", source="hf")
+    assert "\n" not in str(e.value) and "d4rl, minari, local" in str(e.value)
