@@ -122,6 +122,9 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
         raw, host = checkpoint.load_run_state(saved) if saved else (None, None)
         if saved:
             print(f"resuming finetune {[entry_name(c) for c in configs]} from {saved.name}", flush=True)
+        elif resume:
+            print(f"resume=auto: no online checkpoint under {group_dir / checkpoint.RUN_DIR}, so "
+                  f"{[entry_name(c) for c in configs]} start from online step 0", flush=True)
         tasks, infos, targets, offline = [], [], [], []
         template = jax.jit(jax.vmap(lambda k: init_offline_state(k, dims, config)))(seed_keys(seeds, INIT_STREAM))
         expect = {k: v for k, v in offline_meta(config, seeds, dims).items() if k not in ("seeds", "dataset_id")}

@@ -197,6 +197,9 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
         return {entry_name(c): json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
     saved = checkpoint.latest_run_state(group_dir) if resume else None
     raw, host = checkpoint.load_run_state(saved) if saved else (None, None)
+    if resume and saved is None:
+        print(f"resume=auto: no offline checkpoint under {group_dir / checkpoint.RUN_DIR}, so "
+              f"{[entry_name(c) for c in configs]} start from offline update 0", flush=True)
     loggers, targets = [], []
     for c, d, (_, info), task in zip(configs, dirs, loaded, tasks, strict=True):
         with c.unlocked():

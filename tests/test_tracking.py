@@ -240,6 +240,20 @@ def test_resume_after_a_crash_replays_dropped_steps_without_duplicating_them_in_
     assert [row["_step"] for row in history] == [0, 1, 2, 3]
 
 
+def test_resume_sets_aside_the_lines_it_replaces_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    run_dir = tmp_path / "run"
+    with RunLogger(run_dir, _config(), SEEDS) as logger:
+        for step in (1000, 2000):
+            logger.log({"x": np.array([1.0, 2.0, 3.0]) * step}, phase="online", offline_step=0, online_step=step)
+    # no checkpoint to resume from: every line is replaced, and none is lost
+    RunLogger(run_dir, _config(resume="auto"), SEEDS, resume=True, resume_keep=lambda row: False).close()
+    assert (run_dir / "metrics.jsonl").read_text() == ""
+    aside = [json.loads(x) for x in (run_dir / "metrics.dropped.jsonl").read_text().splitlines()]
+    assert [r["online_step"] for r in aside if r["seed"] == 0] == [1000, 2000]
+    assert "2 log call(s)" in capsys.readouterr().out
+
+
 def test_resume_drops_a_torn_last_line(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     run_dir = tmp_path / "run"

@@ -35,6 +35,7 @@ SWEEP_SOURCES = ("eval/normalized_score", "final/normalized_score")
 """Summary keys (first found) whose seed-mean becomes the sweep run's final SWEEP_METRIC."""
 
 CONFIG_FILE = "config.json"
+DROPPED_FILE = "metrics.dropped.jsonl"  # lines a resume replaced
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 WANDB_IDS_FILE = "wandb_ids.json"
@@ -257,14 +258,20 @@ class RunLogger:
         lines = path.read_bytes().split(b"\n")[:-1]  # a torn (unterminated) last line is dropped
         seen = len(lines) // self.n_seeds
         if keep is not None:
-            kept = []
+            kept, dropped = [], []
             for line in lines:
                 try:
-                    if keep(json.loads(line)):
-                        kept.append(line)
+                    (kept if keep(json.loads(line)) else dropped).append(line)
                 except json.JSONDecodeError:
                     continue
             lines = kept
+            if dropped:  # logged after the checkpoint (or with none): set aside, never silently lost
+                aside = path.with_name(DROPPED_FILE)
+                with aside.open("ab") as f:
+                    f.write(b"".join(line + b"\n" for line in dropped))
+                print(f"resume: {len(dropped) // self.n_seeds} log call(s) of {self.run_dir} came after the "
+                      f"checkpoint it resumes from; they will be logged again, the old lines are kept in {aside}",
+                      flush=True)
         tmp = path.with_suffix(".jsonl.tmp")
         tmp.write_bytes(b"".join(line + b"\n" for line in lines))
         tmp.replace(path)
