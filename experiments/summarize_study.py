@@ -31,7 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pex_jax.tools.report import LAST_EVAL, algo_colors, interval_section, left_out_line, read_metrics, run_status
+from pex_jax.tools.report import (
+    LAST_EVAL,
+    algo_colors,
+    algo_sort_key,
+    interval_section,
+    left_out_line,
+    read_metrics,
+    run_status,
+)
 from pex_jax.tools.study_runs import FROM_OFFLINE
 
 SCORE, PICK = "eval/normalized_score", "eval/offline_choice_rate"
@@ -114,7 +122,7 @@ def headline_rows(study: dict) -> list[dict]:
     for task, algos in study.items():
         pre = algos.get("offline")
         last_off = {s: ev[-1][1][SCORE] for s, ev in pre["offline"].items()} if pre else {}
-        for algo in sorted(algos, key=lambda a: ORDER.index(a) if a in ORDER else len(ORDER)):
+        for algo in sorted(algos, key=lambda a: algo_sort_key(a, ORDER)):
             run = algos[algo]
             seeds = sorted(set(run["online"]) | set(run["offline"]))
             on = run["online"]
@@ -208,7 +216,7 @@ def plot(study: dict, out_dir: Path, tag: str = "", domain: str = "antmaze") -> 
         pre = algos.get("offline")
         n_off = int(pre["config"]["offline_steps"]) if pre else 0
         fig, (ax, ax_pick) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, height_ratios=(3, 1))
-        for k, algo in enumerate(sorted(algos, key=lambda a: ORDER.index(a) if a in ORDER else len(ORDER))):
+        for k, algo in enumerate(sorted(algos, key=lambda a: algo_sort_key(a, ORDER))):
             run = algos[algo]
             series = run["offline"] if algo == "offline" else run["online"]
             offset = 0 if algo == "offline" else n_off

@@ -10,7 +10,7 @@ from matplotlib.image import imread
 
 from pex_jax.errors import ConfigError
 from pex_jax.tools import report
-from pex_jax.tools.report import make_report
+from pex_jax.tools.report import algo_sort_key, make_report
 
 SEEDS = [0, 1, 2]
 
@@ -319,3 +319,11 @@ def test_cli_with_only_unfinished_runs_exits_1_and_include_unfinished_reports_th
     assert "left out" in capsys.readouterr().out
     assert report.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o"), "--include-unfinished"]) == 0
     assert "| pex | 1 | unfinished | – | – | last eval 9.0 ± 0.0 |" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_grid_points_sort_by_value_after_their_algorithm():
+    labels = ["pex@inv_temperature=1000", "direct", "pex@inv_temperature=30", "pex", "pex@inv_temperature=10",
+              "pex@inv_temperature=100", "pex@expectile=0.9", "pex@expectile=0.7"]
+    assert sorted(labels, key=algo_sort_key) == [
+        "pex", "pex@expectile=0.7", "pex@expectile=0.9", "pex@inv_temperature=10", "pex@inv_temperature=30",
+        "pex@inv_temperature=100", "pex@inv_temperature=1000", "direct"]

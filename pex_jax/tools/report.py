@@ -321,12 +321,15 @@ def summarize(groups: dict[tuple[str, str], dict[int, SeedCurves]],
         rows.append(Row(task, algo, sorted(seeds), _cell(off), _cell(on), _cell(succ), _cell(reg), _cell(zero),
                         source, scale, "; ".join(states) or FINISHED,
                         not states or all(SCORE in c.online for c in seeds.values())))
-    return sorted(rows, key=lambda r: (r.task, _algo_rank(r.algo), r.algo))
+    return sorted(rows, key=lambda r: (r.task, algo_sort_key(r.algo)))
 
 
-def _algo_rank(algo: str) -> int:
-    base = algo.split("@", 1)[0]  # grid points after their algorithm
-    return ALGO_ORDER.index(base) if base in ALGO_ORDER else len(ALGO_ORDER)
+def algo_sort_key(algo: str, order: tuple[str, ...] = ALGO_ORDER) -> tuple:
+    """Algorithms in `order`, then each algorithm's grid points by value: `inv_temperature=30` before `=100`."""
+    base = algo.split("@", 1)[0]
+    parts = re.split(r"(\d+(?:\.\d+)?(?:e-?\d+)?)", algo)
+    natural = tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts))
+    return (order.index(base) if base in order else len(order), base, natural)
 
 
 def _fmt_cell(cell: Cell | None, digits: int, n: int, prefix: str = "") -> str:
@@ -379,7 +382,7 @@ def algo_colors(algos: set[str]) -> dict[str, tuple]:
     from matplotlib import colormaps
 
     palette = colormaps["tab10"].colors
-    ordered = list(ALGO_ORDER) + sorted(algos - set(ALGO_ORDER))
+    ordered = list(ALGO_ORDER) + sorted(algos - set(ALGO_ORDER), key=algo_sort_key)
     return {a: palette[i % len(palette)] for i, a in enumerate(ordered)}
 
 
@@ -407,7 +410,7 @@ def plot_task(
         (axes[1], "online", "online environment steps"),
     ):
         drawn = False
-        for algo in sorted(by_algo, key=lambda a: (_algo_rank(a), a)):
+        for algo in sorted(by_algo, key=algo_sort_key):
             color = colors[algo]
             series = [getattr(c, phase)[metric] for c in by_algo[algo].values() if metric in getattr(c, phase)]
             if not series:
@@ -459,7 +462,7 @@ def interval_section(finals: dict[str, dict[str, dict[int, float]]], out: Path, 
     from pex_jax.tools import stats
 
     tasks = list(dict.fromkeys(t for per in finals.values() for t in per))  # the caller's task order
-    algos = sorted(finals, key=lambda a: (_algo_rank(a), a))
+    algos = sorted(finals, key=algo_sort_key)
     compared = [t for t in tasks if sum(t in per for per in finals.values()) > 1]  # tasks with a comparison
     md = ["## Interval estimates", "",
           f"Final scores; IQM and mean over seeds with 95% stratified-bootstrap intervals (rliable, "
