@@ -192,13 +192,20 @@ def tables(study: dict, left_out: list[str] | None = None) -> str:
                 "|---|---|" + "---|" * len(steps)]
         for (task, algo), c in curves.items():
             out.append(f"| {task} | {algo} | " + " | ".join(f"{c[t]:.1f}" if t in c else "–" for t in steps) + " |")
-    wall = [(task, algo, run["summary"].get("timing", {}).get("wall_s")) for task, algos in study.items()
-            for algo, run in algos.items()]
-    total = sum(w for _, _, w in wall if w)
-    untimed = sum(1 for _, _, w in wall if not w)
-    out += ["", f"Compute: {total / 3600:.2f} h of wall clock over {len(wall)} runs (summary.json `timing.wall_s`, "
-            "which times a run's last process: a resumed run's earlier processes are not counted)."
-            + (f" {untimed} run(s) have no timing and are not counted." if untimed else "")]
+    processes: dict[tuple, float | None] = {}  # a grid's points ran in one process: its wall clock counts once
+    for task, algos in study.items():
+        for algo, run in algos.items():
+            grid = run["config"].get("grid")
+            key = (task, algo.split("@", 1)[0], grid) if grid else (task, algo)
+            w = run["summary"].get("timing", {}).get("wall_s")
+            processes[key] = max(processes.get(key) or 0.0, w) if w else processes.get(key)
+    total = sum(w for w in processes.values() if w)
+    untimed = sum(1 for w in processes.values() if not w)
+    runs = sum(len(algos) for algos in study.values())
+    out += ["", f"Compute: {total / 3600:.2f} h of wall clock over {runs} runs in {len(processes)} process(es) "
+            "(summary.json `timing.wall_s`, which times a run's last process: a resumed run's earlier processes "
+            "are not counted; the points of a grid share one process)."
+            + (f" {untimed} process(es) have no timing and are not counted." if untimed else "")]
     if left_out:
         out += ["", *(f"- {line}" for line in left_out)]
     return "\n".join(out) + "\n"

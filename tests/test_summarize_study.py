@@ -68,6 +68,15 @@ def test_tables_report_mean_std_and_the_offline_pick_rate(study_root):
     assert "over 3 runs" in text
 
 
+def test_the_points_of_a_grid_count_their_one_process_once(tmp_path):
+    for t in (30, 100):
+        run = write_run(tmp_path, "umaze", f"pex@inv_temperature={t}", online={0: [20.0, 90.0]})
+        (run / "config.json").write_text(json.dumps({"algo": "pex", "grid": "inv_temperature=30,100"}))
+    text = summary.tables(summary.load_study(tmp_path))
+    assert "0.02 h of wall clock over 2 runs in 1 process(es)" in text  # 60 s, not 120 s
+    assert text.index("pex@inv_temperature=30 |") < text.index("pex@inv_temperature=100 |")  # by value
+
+
 def test_algos_filter_keeps_the_offline_row_and_tags_the_outputs(study_root, tmp_path):
     out = tmp_path / "out"
     assert summary.main([str(study_root), "--out", str(out), "--algos", "sac", "--tasks", "umaze", "--tag", "sac"]) == 0
@@ -113,7 +122,7 @@ def test_include_unfinished_marks_the_algo_and_labels_final_as_the_last_eval(stu
     assert "| umaze | direct [unfinished] | 60 | 1 | – | – | last eval 1 |" in text  # per seed
     assert "| umaze | pex | 2 | 70.0 ± 10.0 | 45.0 ± 25.0 | 20.0 ± 20.0 | 20.0 ± 20.0 | 95.0 ± 5.0 |" in text
     assert "left out" not in text
-    assert "over 4 runs" in text and "1 run(s) have no timing" in text
+    assert "over 4 runs in 4 process(es)" in text and "1 process(es) have no timing" in text
 
 
 def test_diverged_run_is_shown_with_its_seed_and_step(study_root, tmp_path, capsys):
