@@ -10,11 +10,11 @@ import pytest
 # One XLA compilation cache for the session, shared with the processes the tests start: the suite builds
 # the same tiny programs again and again (new closures, CLI runs), and compiling them dominates its time.
 # Programs are keyed by their HLO, options and jax version, so a hit runs exactly what a compile would give.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    _XLA_CACHE = tempfile.mkdtemp(prefix="pex-jax-tests-xla-")
-    atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
-    os.environ.update(JAX_COMPILATION_CACHE_DIR=_XLA_CACHE, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # set it to keep the cache between runs
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="pex-jax-tests-xla-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # tiny programs too
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
 TINY_ID = "pex/pointmaze/tiny-v0"
 TINY2_ID = "pex/pointmaze/tiny2-v0"
