@@ -32,19 +32,28 @@ SCALE = [
     "--config.eval_episodes=30", "--config.interim_eval_episodes=10",
 ]
 COMMON = ["--config.log_every=1000", "--config.checkpoint_every=10000", "--config.progress=False"]
-# The reference's length and cadence (`--scale=paper`): 1M offline updates evaluated every 10k (10 episodes), 1M online
-# env steps evaluated every 10k. Headline evaluations keep 30 episodes (the reference: 100), interim ones 10. Its run
-# directories live in the repository (docs/results/antmaze_paper_runs, the newest checkpoint only), so the run goes
-# on across machines: commit them, and the same command on a fresh clone resumes. Online checkpoints hold the replay
-# buffer (about 0.8 GB at 1M steps x 3 seeds) and stay out of git (.gitignore).
-PAPER_OFFLINE_STEPS = 1_000_000
+# The long runs (`--scale=paper`): the reference's cadence (offline and online evaluations every 10k; headline
+# evaluations keep 30 episodes, the reference: 100; interim ones 10) and, per task, (offline updates, online steps):
+# medium-play at the reference's 1M + 1M; umaze from the study's 100k offline checkpoint to 300k online steps (far
+# enough to see where PEX ends on the easiest maze; the reference's 1M + 1M for any other task). Run directories live
+# in the repository (docs/results/antmaze_paper_runs, the newest checkpoint only), so the run goes on across machines:
+# commit them, and the same command on a fresh clone resumes. Online checkpoints hold the replay buffer (about
+# 0.24 GB per 300k steps x 3 seeds) and stay out of git (.gitignore): an online phase resumes only where its
+# checkpoint survived, and otherwise starts again from the offline checkpoint.
+PAPER_LENGTH = {"medium-play": (1_000_000, 1_000_000), "umaze": (100_000, 300_000)}
 PAPER_OUT = ROOT / "docs" / "results" / "antmaze_paper_runs"
 PAPER_SCALE = [
-    "--config.offline_eval_every=10000",
-    "--config.online_steps=1000000", "--config.online_eval_every=10000",
+    "--config.offline_eval_every=10000", "--config.online_eval_every=10000",
     "--config.eval_episodes=30", "--config.interim_eval_episodes=10", "--config.keep_checkpoints=1",
 ]
 
+
+def lengths(task: str, paper: bool) -> list[str]:
+    """The offline-updates and online-steps flags of `task` at the chosen scale."""
+    if paper:
+        offline, online = PAPER_LENGTH.get(task, (1_000_000, 1_000_000))
+        return [f"--config.offline_steps={offline}", f"--config.online_steps={online}"]
+    return [f"--config.offline_steps={OFFLINE_STEPS.get(task, 100_000)}"]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -53,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="online algorithms, from pex,direct,buffer,pex_sac,sac; empty: the offline run only")
     p.add_argument("--seeds", default="0-2")
     p.add_argument("--scale", choices=("study", "paper"), default="study",
-                   help="study: the reduced scale of docs/results/antmaze.md; paper: the reference's 1M + 1M")
+                   help="study: the reduced scale of docs/results/antmaze.md; paper: the long runs (PAPER_LENGTH)")
     p.add_argument("--out", help="run directories (default runs/study_antmaze, or docs/results/antmaze_paper_runs)")
     args, extra = p.parse_known_args(argv)
     paper = args.scale == "paper"
@@ -62,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([sys.executable, "-m", "pex_jax.datagen.antmaze", f"--task={','.join(tasks)}", "--skip-existing"],
                    cwd=ROOT, check=True)
     for task in tasks:
-        steps = f"--config.offline_steps={PAPER_OFFLINE_STEPS if paper else OFFLINE_STEPS.get(task, 100_000)}"
         run_task(out / task, f"experiments/configs/antmaze.py:{task}-local", args.seeds, args.algos.split(","),
-                 [steps, *(PAPER_SCALE if paper else SCALE), *COMMON, *extra])
+                 [*lengths(task, paper), *(PAPER_SCALE if paper else SCALE), *COMMON, *extra])
     return 0
 
 

@@ -58,3 +58,17 @@ def test_sigterm_to_a_study_reaches_its_training_run_and_the_study_exits_with_th
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 3  # the run's exit code, not a SIGTERM death of the study
     assert marker.exists()
+
+
+def test_antmaze_long_scale_runs_umaze_to_300k_from_100k_and_medium_play_at_1m_plus_1m(tmp_path: Path, monkeypatch):
+    from experiments import study_antmaze
+
+    tasks = {}
+    monkeypatch.setattr(study_antmaze.subprocess, "run", lambda *a, **kw: None)  # no data generation
+    monkeypatch.setattr(study_antmaze, "run_task", lambda task_dir, config, seeds, algos, flags:
+                        tasks.__setitem__(task_dir.name, flags))
+    study_antmaze.main(["--scale=paper", "--tasks=umaze,medium-play", f"--out={tmp_path}"])
+    assert "--config.offline_steps=100000" in tasks["umaze"] and "--config.online_steps=300000" in tasks["umaze"]
+    assert {"--config.offline_steps=1000000", "--config.online_steps=1000000"} <= set(tasks["medium-play"])
+    study_antmaze.main(["--tasks=umaze", f"--out={tmp_path}"])  # the study's scale keeps its 50k online steps
+    assert "--config.offline_steps=100000" in tasks["umaze"] and "--config.online_steps=50000" in tasks["umaze"]
