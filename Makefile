@@ -80,6 +80,7 @@ ARGS ?=
 MULTITASK ?= 1
 RUN ?=
 TEST_PLATFORMS ?= cpu
+TEST_WORKERS ?= auto
 HOPPER_STEPS ?= 300000
 HALFCHEETAH_STEPS ?= 500000
 
@@ -100,7 +101,7 @@ LOCO_RUN = $(or $(RUN),runs/locomotion/$(NOW))
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 	@echo "  variables: SEED=0-9|0,3,7|4  ALGO=pex|direct|buffer|scratch|offline|pex_sac|sac  TASK=<task>  SOURCE=d4rl|minari|local  RUN=<dir>  MULTITASK=1|0 (1: all tasks in one pre-training and one online process; 0: one process per task)  RUNS=<dirs>  SWEEP=<yaml>  ARGS='--config.x=y'"
-	@echo "  ACCEL=cpu|cuda12|cuda13|tpu|auto (jax wheels of .venv, now $(if $(ACCEL_NEW),no venv,$(ACCEL_BUILT)); a new venv is auto: CUDA where nvidia-smi works, else cpu)  SYSTEM_JAX=0|1 (python3's own jax + $(WHEELS)/)  TEST_PLATFORMS=cpu|'' (make test's JAX_PLATFORMS)"
+	@echo "  ACCEL=cpu|cuda12|cuda13|tpu|auto (jax wheels of .venv, now $(if $(ACCEL_NEW),no venv,$(ACCEL_BUILT)); a new venv is auto: CUDA where nvidia-smi works, else cpu)  SYSTEM_JAX=0|1 (python3's own jax + $(WHEELS)/)  TEST_PLATFORMS=cpu|'' (make test's JAX_PLATFORMS)  TEST_WORKERS=auto|N|0 (make test's processes, pytest-xdist)"
 
 ifeq ($(SYSTEM_JAX),1)
 $(STAMP): $(wildcard $(WHEELS)/*.whl)
@@ -124,8 +125,9 @@ endif
 accel-changed:
 	@echo "ACCEL=$(ACCEL) ($(if $(ACCEL_NEW),new venv,was $(ACCEL_BUILT))$(if $(ACCEL_FOUND),; auto: nvidia-smi shows CUDA $(word 2,$(ACCEL_FOUND)))$(if $(ACCEL_NEW),; ACCEL=cpu for CPU-only jax)): installing jax$(if $(ACCEL_REQ),[$(ACCEL)])==$(JAX_VERSION) into $(VENV)"
 
-test: $(STAMP) ## run the test suite (CPU, tiny datasets, WANDB disabled)
-	WANDB_MODE=$${WANDB_MODE:-disabled} JAX_PLATFORMS=$${JAX_PLATFORMS:-$(TEST_PLATFORMS)} $(PY) -m pytest $(ARGS)
+test: $(STAMP) ## run the test suite (CPU, tiny datasets, WANDB disabled; TEST_WORKERS processes)
+	WANDB_MODE=$${WANDB_MODE:-disabled} JAX_PLATFORMS=$${JAX_PLATFORMS:-$(TEST_PLATFORMS)} $(PY) -m pytest \
+	  $$($(PY) -c 'import xdist' 2>/dev/null && echo "-n $(TEST_WORKERS) --dist worksteal") $(ARGS)
 
 lint: $(STAMP) ## ruff check
 	$(VENV)/bin/ruff check pex_jax experiments tests

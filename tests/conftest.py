@@ -7,8 +7,9 @@ import tempfile
 
 import pytest
 
-# One XLA compilation cache for the session, shared with the processes the tests start: the suite builds
-# the same tiny programs again and again (new closures, CLI runs), and compiling them dominates its time.
+# One XLA compilation cache for the session, shared with its xdist workers (they inherit it from the controller)
+# and with the processes the tests start: the suite builds the same tiny programs again and again (new closures,
+# CLI runs), and compiling them dominates its time.
 # Programs are keyed by their HLO, options and jax version, so a hit runs exactly what a compile would give.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # set it to keep the cache between runs
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="pex-jax-tests-xla-")
