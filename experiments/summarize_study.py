@@ -9,8 +9,8 @@ the offline updates; a dashed line marks the switch), mean ± std over seeds per
 of PEX's evaluation actions that came from the offline policy.
 
 `--tasks umaze --algos pex,pex_sac,sac --tag sac` restricts both to those tasks and algorithms (plus the offline
-row) and names the outputs `antmaze_tables-sac.md` and `curves_antmaze-<task>-sac.png` (issue 15's comparison,
-docs/results/pex_sac.md).
+row) and names the outputs `antmaze_tables-sac.md` and `curves_antmaze-<task>-sac.png` (the SAC-backbone
+comparison, docs/results/pex_sac.md).
 
 Scores are D4RL's normalized scores: 100 x success rate on AntMaze, 100 x (return - random) / (expert - random) on
 locomotion. "online step 0" is the evaluation of the online agent before any online update (for PEX: the policy

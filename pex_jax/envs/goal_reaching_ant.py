@@ -1,6 +1,6 @@
 """Goal-reaching D4RL ant on an open floor: the training env for a maze-agnostic low-level controller.
 
-Why: issue 12 collects AntMaze data by steering a goal-reaching ant along BFS waypoints (`maze_planner`), as D4RL
+Why: the AntMaze data generator steers a goal-reaching ant along BFS waypoints (`maze_planner`), as D4RL
 and OGBench did (`shared/docs/antmaze-data-recipe.md`). The controller is trained here, without maze walls nearby,
 on the D4RL ant physics (timestep 0.02, gear 30, solimp .8 .8 .01, 5 substeps = 0.1 s per step, via
 `patch_d4rl_physics`), so that it later drives `D4RLAntMazeEnv` unchanged through `controller_observation`.

@@ -12,17 +12,17 @@ from pex_jax.tools import ref_pex
 # Figures measured outside this run, kept only as labelled context: never a denominator.
 CONTEXT = [
     {"figure": "reference PyTorch PEX, offline IQL updates/s, 2 threads", "value": 190.0,
-     "measured": "by issue 6's author, machine and load not recorded, before 2026-11-27"},
+     "measured": "before 2026-11-27, machine and load not recorded"},
     {"figure": "reference PyTorch PEX, offline IQL updates/s, 1 thread", "value": 130.0,
-     "measured": "by issue 6's author, machine and load not recorded, before 2026-11-27"},
+     "measured": "before 2026-11-27, machine and load not recorded"},
     {"figure": "reference PyTorch PEX, online PEX updates/s", "value": 100.0,
-     "measured": "by issue 6's author, machine and load not recorded, before 2026-11-27"},
+     "measured": "before 2026-11-27, machine and load not recorded"},
     {"figure": "reference PyTorch PEX, action selections/s", "value": 3400.0,
-     "measured": "by issue 6's author, machine and load not recorded, before 2026-11-27"},
+     "measured": "before 2026-11-27, machine and load not recorded"},
     {"figure": "reference PyTorch PEX, offline IQL updates/s, 2 threads, side by side", "value": "46-57",
-     "measured": "by issue 17's author, side by side on the project's 2-core dev VM (shared), before 2026-11-30"},
+     "measured": "side by side on the project's 2-core dev VM (shared), before 2026-11-30"},
     {"figure": "XLA large-matmul peak, GFLOP/s", "value": "110",
-     "measured": "by issue 17's author, side by side on the project's 2-core dev VM (shared), before 2026-11-30"},
+     "measured": "side by side on the project's 2-core dev VM (shared), before 2026-11-30"},
 ]
 
 PARTS = ("offline", "online", "components", "act", "multitask", "grid", "reference")
