@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny generated PointMaze dataset and small, fast configs."""
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -16,6 +17,24 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # set it to keep the cache be
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # tiny programs too
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+@pytest.fixture(scope="session", autouse=True)
+def no_maze_xml_left_behind():
+    """Gymnasium-Robotics writes every AntMaze's model to `<tmp>/ant_maze<time>.xml` and never removes it. The
+    product's env builders delete theirs; envs the tests build directly (and Minari's, from them) would leave
+    dozens per run, so the session removes the ones written since it started (a second old: already loaded)."""
+    import glob
+    import time
+
+    pattern = os.path.join(tempfile.gettempdir(), "ant_maze*.xml")
+    before = set(glob.glob(pattern))
+    yield
+    time.sleep(1.0)  # the session's own files are then all a second old; a live process's newer one is kept
+    for path in set(glob.glob(pattern)) - before:
+        with contextlib.suppress(OSError):
+            if time.time() - os.path.getmtime(path) > 1.0:
+                os.remove(path)
+
 
 TINY_ID = "pex/pointmaze/tiny-v0"
 TINY2_ID = "pex/pointmaze/tiny2-v0"
