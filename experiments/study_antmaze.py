@@ -55,6 +55,7 @@ def lengths(task: str, paper: bool) -> list[str]:
         return [f"--config.offline_steps={offline}", f"--config.online_steps={online}"]
     return [f"--config.offline_steps={OFFLINE_STEPS.get(task, 100_000)}"]
 
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", default=",".join(TASKS))

@@ -18,6 +18,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # set it to keep the cache be
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # tiny programs too
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
 
+
 @pytest.fixture(scope="session", autouse=True)
 def no_maze_xml_left_behind():
     """Gymnasium-Robotics writes every AntMaze's model to `<tmp>/ant_maze<time>.xml` and never removes it. The
