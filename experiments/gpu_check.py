@@ -227,7 +227,8 @@ def step_tests(log: Log, timeout: float, work: Path) -> dict:
     # Only the accel module is collected: other test modules import packages a preinstalled image may lack (wandb).
     pytest_args = f"tests/test_accel.py -m accel -p no:cacheprovider --junitxml={junit}"
     if os.environ.get("MAKELEVEL") and shutil.which("make"):  # called by make: go through `make test` itself
-        cmd = ["make", "--no-print-directory", "test", "TEST_PLATFORMS=", f"ARGS={pytest_args}"]
+        # one process: each xdist worker would claim the accelerator (and most of its memory) for itself
+        cmd = ["make", "--no-print-directory", "test", "TEST_PLATFORMS=", "TEST_WORKERS=0", f"ARGS={pytest_args}"]
     else:  # the same command `make test` runs
         cmd = [sys.executable, "-m", "pytest", *pytest_args.split()]
     r = run_step(cmd, log, timeout, _child_env())

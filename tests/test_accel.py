@@ -1,8 +1,9 @@
 """Accelerator smoke tests (`-m accel`): every algorithm compiles and takes a few steps on the default
 device, and the runner goes offline -> pex end to end there.
 
-`make gpu-check` runs these on the accelerator (`make test TEST_PLATFORMS= ARGS="tests/test_accel.py -m accel"`); in
-`make test` they run on the CPU like the rest. AntMaze-D4RL shapes (obs 29, act 8), small networks.
+`make gpu-check` runs these on the accelerator, in one process
+(`make test TEST_PLATFORMS= TEST_WORKERS=0 ARGS="tests/test_accel.py -m accel"`); in `make test` they run on the CPU
+like the rest. AntMaze-D4RL shapes (obs 29, act 8), small networks.
 """
 
 import jax

@@ -409,3 +409,24 @@ def test_configure_runtime_after_the_backend_started_warns_the_memory_settings_c
     # nothing to change, nothing to say
     done = run_configure("import jax\njax.devices()\nconfigure_runtime()", XLA_PYTHON_CLIENT_PREALLOCATE="false")
     assert done.returncode == 0 and "warning:" not in done.stderr
+
+
+def test_gpu_check_runs_the_accel_tests_in_one_process_through_make(tmp_path, monkeypatch):
+    from experiments import gpu_check
+
+    calls = []
+    monkeypatch.setattr(gpu_check, "run_step", lambda cmd, log, timeout, env=None: calls.append(cmd) or {"rc": 0})
+    monkeypatch.setenv("MAKELEVEL", "1")
+    gpu_check.step_tests(gpu_check.Log(tmp_path / "log"), 60, tmp_path)
+    (cmd,) = calls
+    # xdist workers would each claim the accelerator: make test's TEST_WORKERS must be 0 there
+    assert cmd[:3] == ["make", "--no-print-directory", "test"] and "TEST_WORKERS=0" in cmd and "TEST_PLATFORMS=" in cmd
+
+
+@needs_make
+def test_make_test_runs_one_xdist_worker_per_core_unless_told(tmp_path, monkeypatch):
+    monkeypatch.delenv("TEST_WORKERS", raising=False)
+    rc, out = make_n(tmp_path, "test")
+    assert rc == 0 and '-n auto --dist worksteal' in out and "import xdist" in out  # no xdist: one process
+    rc, out = make_n(tmp_path, "test", "TEST_WORKERS=0")
+    assert rc == 0 and '-n 0 --dist worksteal' in out
