@@ -24,6 +24,7 @@ from pex_jax.agents.algorithms import ALGORITHMS, Dims, init_offline_state, init
 from pex_jax.agents.networks import gaussian_sample  # noqa: E402
 from pex_jax.config import default_config  # noqa: E402
 from pex_jax.data import load_dataset  # noqa: E402
+from pex_jax.tools.tracking import CONFIG_FILE  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--inv-temperature", type=float, default=10.0)
     p.add_argument("--n", type=int, default=4096)
     args = p.parse_args(argv)
-    cfg = json.loads((Path(args.run) / "config.json").read_text())
+    cfg = json.loads((Path(args.run) / CONFIG_FILE).read_text())
     c = default_config()
     c.hidden_dims = tuple(cfg["hidden_dims"])
     c.offline_steps = cfg["offline_steps"]

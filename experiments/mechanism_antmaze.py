@@ -47,6 +47,7 @@ from pex_jax.agents.algorithms import ALGORITHMS, Dims, act, init_offline_state,
 from pex_jax.data.sources import load_transitions  # noqa: E402
 from pex_jax.envs.task import make_env, task_for_dataset  # noqa: E402
 from pex_jax.runner.common import INIT_STREAM, ONLINE_INIT_STREAM, seed_keys  # noqa: E402
+from pex_jax.tools.tracking import CONFIG_FILE, METRICS_FILE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PEX = ALGORITHMS["pex"]
@@ -57,7 +58,7 @@ def load(run: Path, seeds: list[int]):
     """(config, dims, task, info, per-seed PEX states at the switch) from an offline run directory."""
     from ml_collections import ConfigDict
 
-    c = ConfigDict(json.loads((run / "config.json").read_text()))
+    c = ConfigDict(json.loads((run / CONFIG_FILE).read_text()))
     _, info = load_transitions(c.dataset_id, download=False, progress=False)
     task = task_for_dataset(info)
     dims = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
@@ -216,7 +217,7 @@ def summarize_gaps(rows: list[dict]) -> dict:
 
 def step0_of_study(task: str) -> dict:
     """The committed study's PEX evaluation at online step 0 per seed: score and offline-pick rate."""
-    path = ROOT / "docs" / "results" / "antmaze_runs" / task / "pex" / "metrics.jsonl"
+    path = ROOT / "docs" / "results" / "antmaze_runs" / task / "pex" / METRICS_FILE
     if not path.exists():
         return {}
     rows = [json.loads(line) for line in path.read_text().splitlines()]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from pex_jax.tools.report import LAST_EVAL, left_out_line, read_metrics, resolve_checkpoint_run, run_status
+from pex_jax.tools.tracking import METRICS_FILE
 
 SCORE, SUCCESS, PICK = "eval/normalized_score", "eval/success_rate", "eval/offline_choice_rate"
 
@@ -63,7 +64,7 @@ def _offline_source(run: Path, cfg: dict) -> Path | None:
     if found is not None:
         return found
     sibling = run.parent / "offline"
-    if (sibling / "metrics.jsonl").is_file():
+    if (sibling / METRICS_FILE).is_file():
         print(f"note: {run}: offline checkpoint {ckpt} not found; last offline score from {sibling}", file=sys.stderr)
         return sibling
     return None
@@ -89,7 +90,7 @@ def summarize(root: Path | str, include_unfinished: bool = False) -> tuple[str, 
             left_out.append(left_out_line(run, status))
             continue
         cfg = json.loads(cfg_path.read_text())
-        lines = read_metrics(run)[0] if (run / "metrics.jsonl").is_file() else []
+        lines = read_metrics(run)[0] if (run / METRICS_FILE).is_file() else []
         seeds = sorted({r["seed"] for r in lines if SCORE in r})
         off_dir = _offline_source(run, cfg)
         last_off = {}

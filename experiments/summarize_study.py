@@ -41,6 +41,7 @@ from pex_jax.tools.report import (
     run_status,
 )
 from pex_jax.tools.study_runs import FROM_OFFLINE
+from pex_jax.tools.tracking import METRICS_FILE, SUMMARY_FILE
 
 SCORE, PICK = "eval/normalized_score", "eval/offline_choice_rate"
 ORDER = ("offline", "pex", "direct", "buffer", "pex_sac", "sac")
@@ -88,9 +89,9 @@ def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None
                 left_out.append(left_out_line(run, status))
             continue
         cfg = json.loads(cfg_path.read_text())
-        lines = _lines(run) if (run / "metrics.jsonl").is_file() else []
+        lines = _lines(run) if (run / METRICS_FILE).is_file() else []
         try:
-            summary = json.loads((run / "summary.json").read_text())
+            summary = json.loads((run / SUMMARY_FILE).read_text())
         except (OSError, ValueError):  # an unfinished run shown on request has none
             summary = {}
         study[run.parent.name][run.name] = {"config": cfg, "summary": summary if isinstance(summary, dict) else {},

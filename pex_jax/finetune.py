@@ -51,7 +51,7 @@ from pex_jax.runner.common import (
 from pex_jax.runner.evaluation import EvalScheduler, EvalTarget, default_eval_workers
 from pex_jax.runner.online import OnlineTask, run_online
 from pex_jax.runner.run_dir import DIVERGED, FAILED, check_resume, end_status, finished, lock_run_dir, stop_on_signals
-from pex_jax.tools.tracking import RunLogger
+from pex_jax.tools.tracking import CONFIG_FILE, SUMMARY_FILE, RunLogger
 
 
 def _dims(info) -> Dims:
@@ -96,7 +96,7 @@ def finetune(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
                               f"{c.dataset_id}; lower --config.batch_size")
     all_dims = [_dims(info) for _, info in loaded]
     groups = call_groups(todo, all_dims)  # tasks of other shapes or update fields: further groups, one after another
-    summaries = {entry_name(c): json.loads((dirs[entry_name(c)] / "summary.json").read_text())
+    summaries = {entry_name(c): json.loads((dirs[entry_name(c)] / SUMMARY_FILE).read_text())
                  for c in configs if c not in todo}
     print(f"pex-jax finetune: {len(todo)} task(s) x seeds {seeds}, algo {spec.name}, in {len(groups)} group(s) "
           f"{[[entry_name(todo[i]) for i in g] for g in groups]}, device {jax.devices()[0].platform}", flush=True)
@@ -137,7 +137,7 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
             task = task_for_dataset(info)
             check_task(task, info)
             record = run_record(c, task, info)
-            if resume and (dirs[entry_name(c)] / "config.json").exists():
+            if resume and (dirs[entry_name(c)] / CONFIG_FILE).exists():
                 check_resume(dirs[entry_name(c)], record | {"seeds": seeds})
             announce_task(task, info)
             offline_eval = None
@@ -152,7 +152,7 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
             transform = c.reward_transform or info.default_reward_transform
             dataset = batches[i]
             logger = RunLogger(dirs[entry_name(c)], record, seeds, use_wandb=bool(c.wandb.enabled),
-                               resume=resume and (dirs[entry_name(c)] / "config.json").exists(),
+                               resume=resume and (dirs[entry_name(c)] / CONFIG_FILE).exists(),
                                resume_keep=logged_before(host, False))
             guard.callback(logger.close)  # a no-op once closed with its status below
             tasks.append(OnlineTask(c, task, dataset, logger, transform, offline_eval=offline_eval))

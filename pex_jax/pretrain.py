@@ -68,7 +68,7 @@ from pex_jax.runner.run_dir import (
     stop_on_signals,
 )
 from pex_jax.sharding import can_shard, replicate, shard_seeds
-from pex_jax.tools.tracking import RunLogger
+from pex_jax.tools.tracking import CONFIG_FILE, SUMMARY_FILE, RunLogger
 
 
 def task_configs(config_file: str, tasks: list[str], overrides: dict) -> list[ml_collections.ConfigDict]:
@@ -139,7 +139,7 @@ def pretrain(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
     dirs = [offline_dir(run_dir, c) for c in configs]
     if resume and all(finished(d) for d in dirs):
         print(f"pretrain: {names} already done ({run_dir}), skipping", flush=True)
-        return {entry_name(c): json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
+        return {entry_name(c): json.loads((d / SUMMARY_FILE).read_text()) for c, d in zip(configs, dirs, strict=True)}
     with ExitStack() as guard:  # one writer per task directory; SIGTERM / SIGINT stop after a checkpoint
         for d in dirs:
             guard.enter_context(lock_run_dir(d))
@@ -194,7 +194,7 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
             print(f"recovered from an interrupted write: {line}", flush=True)
     if resume and all(finished(d) for d in dirs):
         print(f"pretrain: {[entry_name(c) for c in configs]} already done, skipping", flush=True)
-        return {entry_name(c): json.loads((d / "summary.json").read_text()) for c, d in zip(configs, dirs, strict=True)}
+        return {entry_name(c): json.loads((d / SUMMARY_FILE).read_text()) for c, d in zip(configs, dirs, strict=True)}
     saved = checkpoint.latest_run_state(group_dir) if resume else None
     raw, host = checkpoint.load_run_state(saved) if saved else (None, None)
     if resume and saved is None:
@@ -209,7 +209,7 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
         if resume:
             check_resume(d, record | {"seeds": seeds})
         loggers.append(RunLogger(d, record, seeds, use_wandb=bool(c.wandb.enabled),
-                                 resume=resume and (d / "config.json").exists(),
+                                 resume=resume and (d / CONFIG_FILE).exists(),
                                  resume_keep=logged_before(host, False)))
         targets.append(EvalTarget(task, info, tuple(seeds), int(c.eval_episodes), int(c.eval_parallel_envs), dims,
                                   c.to_dict()))
@@ -313,7 +313,7 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
                                 "timing": {"eval_s": round(evals.eval_seconds, 2),
                                            "eval_blocking_s": round(evals.blocked_seconds, 2),
                                            "eval_env_steps": evals.env_steps, "eval_workers": evals.workers}})
-            summaries[entry_name(c)] = json.loads((dirs[i] / "summary.json").read_text())
+            summaries[entry_name(c)] = json.loads((dirs[i] / SUMMARY_FILE).read_text())
             print(f"\n{SCORE_NAMES[tasks[i].score]} for {entry_name(c)} / offline:\n"
                   f"{format_table([('offline (end)', seeds, scores)])}\n", flush=True)
     except BaseException as e:

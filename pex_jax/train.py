@@ -57,7 +57,7 @@ from pex_jax.runner.evaluation import EvalScheduler, EvalTarget, default_eval_wo
 from pex_jax.runner.online import OnlineTask, run_online
 from pex_jax.runner.run_dir import StopRequest, check_resume, end_status, lock_run_dir, stop_on_signals
 from pex_jax.sharding import can_shard, replicate, shard_seeds
-from pex_jax.tools.tracking import RunLogger, trial_scope
+from pex_jax.tools.tracking import CONFIG_FILE, SUMMARY_FILE, RunLogger, trial_scope
 
 # --- Validation ---
 
@@ -198,7 +198,7 @@ def run_grid(config: ml_collections.ConfigDict, run_dir: Path) -> dict:
     rows = []
     for c in points if spec.name != "offline" else offline:  # read back: a resumed grid skipped finished points
         saved = json.loads(((offline_dir(run_dir, c) if spec.name == "offline" else
-                             run_dir / c.task / f"{c.algo}{suffix(c.grid_point)}") / "summary.json").read_text())
+                             run_dir / c.task / f"{c.algo}{suffix(c.grid_point)}") / SUMMARY_FILE).read_text())
         seeds = saved["seeds"]
         rows.append((c.grid_point or "-", seeds,
                      np.asarray([saved["per_seed"][str(s)]["final/normalized_score"] for s in seeds])))
@@ -211,7 +211,7 @@ def _run(config: ml_collections.ConfigDict, seeds: list[int], run_dir: Path, sto
     spec = ALGORITHMS[config.algo]
     for line in checkpoint.recover(run_dir):  # before the resume looks for the newest checkpoint
         print(f"recovered from an interrupted write: {line}", flush=True)
-    resume = config.resume == "auto" and (run_dir / "config.json").exists()
+    resume = config.resume == "auto" and (run_dir / CONFIG_FILE).exists()
     if resume:  # before any data loads: the flags (the data files are compared once loaded)
         check_resume(run_dir, config.to_dict())
     if config.offline_checkpoint:  # fail before loading data

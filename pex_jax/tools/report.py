@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from pex_jax.errors import ConfigError, run_cli
+from pex_jax.tools.tracking import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
 
 SCORE = "eval/normalized_score"
 SUCCESS = "eval/success_rate"
@@ -62,7 +63,7 @@ def run_status(run_dir: Path | str) -> RunStatus:
     summary.json is written when a run ends: absent means it crashed or is still running. A summary without
     a `status` key predates the key and is a finished run.
     """
-    path = Path(run_dir) / "summary.json"
+    path = Path(run_dir) / SUMMARY_FILE
     if not path.is_file():
         return RunStatus("unfinished")
     try:
@@ -84,7 +85,7 @@ def run_status(run_dir: Path | str) -> RunStatus:
 def read_metrics(path: Path) -> tuple[list[dict[str, Any]], int]:
     """The metrics lines of a run dir and how many were unreadable (torn by a crash mid-write), skipped."""
     rows, bad = [], 0
-    with (Path(path) / "metrics.jsonl").open() as f:
+    with (Path(path) / METRICS_FILE).open() as f:
         for line in f:
             if not line.strip():
                 continue
@@ -186,7 +187,7 @@ def find_run_dirs(paths: list[str]) -> list[Path]:
             if not root.is_dir():
                 continue
             for dirpath, dirnames, filenames in os.walk(root):
-                if "config.json" in filenames and "metrics.jsonl" in filenames:
+                if CONFIG_FILE in filenames and METRICS_FILE in filenames:
                     found[Path(dirpath).resolve()] = None
                     dirnames[:] = []  # a run dir's subfolders are checkpoints and W&B files
                 else:
@@ -196,7 +197,7 @@ def find_run_dirs(paths: list[str]) -> list[Path]:
 
 def load_run(path: Path) -> Run:
     """Parse one run dir; a torn or corrupt line (crash mid-write) is skipped and counted."""
-    config = json.loads((path / "config.json").read_text())
+    config = json.loads((path / CONFIG_FILE).read_text())
     rows, bad = read_metrics(path)
     return Run(path, config, rows, bad, run_status(path))
 
@@ -236,7 +237,7 @@ def resolve_checkpoint_run(ckpt: str, run_dir: Path) -> Path | None:
     bases = [p] if p.is_absolute() else [Path.cwd() / p, *(a / p for a in run_dir.parents)]
     for base in bases:
         for cand in (base, base.parent, base.parent.parent):
-            if (cand / "config.json").is_file() and (cand / "metrics.jsonl").is_file():
+            if (cand / CONFIG_FILE).is_file() and (cand / METRICS_FILE).is_file():
                 return cand.resolve()
     return None
 

@@ -49,6 +49,7 @@ from pex_jax.tools.bench.antmaze import LocalAntMaze
 from pex_jax.tools.bench.config import BenchConfig, parse_size
 from pex_jax.tools.bench.harness import alternation, rate_stats, usable_cores
 from pex_jax.tools.bench.problem import fast_jit
+from pex_jax.tools.tracking import METRICS_FILE, SUMMARY_FILE
 
 CONFIG_FILE = Path(__file__).resolve().parents[3] / "experiments" / "configs" / "antmaze.py"
 MODES = ("baseline", "workers")
@@ -139,11 +140,11 @@ def run_once(bc: BenchConfig, case: EngineCase, mode: str, run_dir: Path, algo: 
         raise
     wall = time.perf_counter() - t0
     task_dir = run_dir / configs[0].task / algo
-    rows = [json.loads(line) for line in (task_dir / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (task_dir / METRICS_FILE).read_text().splitlines()]
     rows = [r for r in rows if r.get("seed") == seeds[0]]
     c = cadence(bc)
     seconds, rate = window_rate(rows, c["warmup"], c["online_steps"])
-    timing = json.loads((task_dir / "summary.json").read_text())["timing"]
+    timing = json.loads((task_dir / SUMMARY_FILE).read_text())["timing"]
     env_workers = 0 if mode == "baseline" else default_workers(bc.engine_env_workers, case.agents)
     return {"mode": mode, "env_workers": env_workers, "eval_workers": timing["eval_workers"],
             "pipeline_lanes": default_lanes(int(configs[0].get("pipeline_lanes", 1))),

@@ -29,6 +29,7 @@ from pex_jax.tools.bench.antmaze import LocalAntMaze
 from pex_jax.tools.bench.config import BenchConfig
 from pex_jax.tools.bench.engine import CONFIG_FILE, EngineCase, _initial_offline, _overrides, cadence, window_rate
 from pex_jax.tools.bench.harness import alternation, rate_stats
+from pex_jax.tools.tracking import METRICS_FILE
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -51,7 +52,7 @@ def _run(task: str, flags: list[str], run_dir: Path, env: dict) -> float:
 
 
 def _window(bc: BenchConfig, run: Path, seed: int) -> float:
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / METRICS_FILE).read_text().splitlines()]
     c = cadence(bc)
     return window_rate([r for r in rows if r.get("seed") == seed], c["warmup"], c["online_steps"])[1]
 
