@@ -85,7 +85,7 @@ HOPPER_STEPS ?= 300000
 HALFCHEETAH_STEPS ?= 500000
 
 .DEFAULT_GOAL := help
-.PHONY: help test lint data data-antmaze ant-expert mujoco-experts mujoco-fidelity data-mujoco demo antmaze locomotion pointmaze bench report dashboard sweep study study-antmaze study-locomotion clean
+.PHONY: help test lint data data-antmaze ant-expert mujoco-experts mujoco-fidelity data-mujoco demo antmaze locomotion pointmaze bench report results dashboard sweep study study-antmaze study-locomotion clean
 
 ANTMAZE_TASKS := umaze umaze-diverse medium-play medium-diverse large-play large-diverse
 POINTMAZE_TASKS := umaze medium large
@@ -269,6 +269,9 @@ dashboard: $(STAMP) ## the W&B comparison report + workspace as code: ENTITY=.. 
 
 report: $(STAMP) ## tables + PNG learning curves from run dirs: RUNS='runs/...' OUT=reports
 	$(PY) -m pex_jax.tools.report --runs $(RUNS) --out $(or $(OUT),reports)
+
+results: $(STAMP) ## every table (and figure) in docs/results again from the committed run dirs; ARGS=--check compares instead
+	$(PY) experiments/results.py $(ARGS)
 
 sweep: $(STAMP) ## create a W&B sweep (or print the commands offline): SWEEP=experiments/sweeps/<file>.yaml
 	$(PY) experiments/sweep.py $(SWEEP)

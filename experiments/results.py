@@ -1,0 +1,162 @@
+"""Every table file in docs/results and its figures, recomputed from the committed run directories in one command.
+
+    python experiments/results.py                 # rewrite them (tables + PNGs) in docs/results
+    python experiments/results.py --check         # recompute into a temporary folder; fail on any table that differs
+    python experiments/results.py --list          # the command behind each table
+
+`--check` is what keeps the result pages honest: a table that no longer follows from its run directories (a run
+added or resumed without regenerating, a summarizer changed since) fails it, named with the command that rewrites
+it. A study whose run directory is in use by a live process (its `.lock` held) is skipped with a note: its table is
+fixed only when the run stops. Only the markdown tables are compared; PNGs are rewritten, not compared.
+
+Not covered: the PointMaze page's tables (`experiments/study_summary.py` prints them for pasting),
+`mujoco_fidelity.md` (from simulator outputs that are not committed: `make mujoco-fidelity`) and the training
+curves of the expert policies (written by the runs themselves).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path("docs/results")
+OUT = "{out}"  # replaced by the output folder
+
+
+@dataclass(frozen=True)
+class Result:
+    """One table file: the command that writes it (run from the repository root) and the run directories it reads."""
+
+    name: str
+    table: str  # path under docs/results
+    argv: tuple[str, ...]
+    reads: tuple[str, ...]  # paths under docs/results
+    copy: tuple[str, ...] = ()  # inputs the command reads from its output folder (paths under docs/results)
+
+    def command(self, out: Path | str) -> list[str]:
+        return [sys.executable, *(a.replace(OUT, str(out)) for a in self.argv)]
+
+    def shown(self) -> str:
+        return "python " + " ".join(a.replace(OUT, str(RESULTS / Path(self.table).parent)) for a in self.argv)
+
+
+def _study(name: str, table: str, root: str, *flags: str) -> Result:
+    return Result(name, table, ("experiments/summarize_study.py", f"{RESULTS}/{root}", "--out", OUT, *flags), (root,))
+
+
+RESULTS_LIST: tuple[Result, ...] = (
+    _study("antmaze", "antmaze_tables.md", "antmaze_runs", "--algos", "offline,pex,direct"),
+    _study("antmaze-sac", "antmaze_tables-sac.md", "antmaze_runs", "--tasks", "umaze", "--algos", "pex,pex_sac,sac",
+           "--tag", "sac"),
+    _study("locomotion", "locomotion_tables.md", "locomotion_runs", "--domain", "locomotion", "--algos",
+           "offline,pex,direct,buffer"),
+    _study("antmaze-temperature", "antmaze_tables-temperature.md", "antmaze_temperature_runs/umaze",
+           "--include-unfinished", "--tag", "temperature"),
+    _study("antmaze-temperature-medium-play", "antmaze_tables-temperature-medium-play.md",
+           "antmaze_temperature_runs/medium-play", "--include-unfinished", "--tag", "temperature-medium-play"),
+    _study("antmaze-temperature-hopper-medium", "locomotion_tables-temperature-hopper-medium.md",
+           "antmaze_temperature_runs/hopper-medium", "--include-unfinished", "--domain", "locomotion", "--tag",
+           "temperature-hopper-medium"),
+    _study("antmaze-paper", "antmaze_tables-paper.md", "antmaze_paper_runs", "--include-unfinished", "--tag",
+           "paper"),
+    *(Result(f"antmaze-mechanism-{t}", f"antmaze_mechanism/{t}.md",
+             ("experiments/mechanism_antmaze.py", "--task", t, "--from-json", "--out", OUT),
+             (f"antmaze_mechanism/{t}.json",), copy=(f"antmaze_mechanism/{t}.json",))
+      for t in ("umaze", "medium-play")),
+    Result("pointmaze-report", "report.md",
+           ("-m", "pex_jax.tools.report", "--runs", f"{RESULTS}/pointmaze_runs", "--out", OUT),
+           ("pointmaze_runs",)),
+)
+
+
+def in_use(path: Path) -> list[Path]:
+    """Run directories under `path` whose `.lock` a live process holds (flock dies with its holder)."""
+    held = []
+    for lock in sorted(path.rglob(".lock")) if path.is_dir() else []:
+        fd = os.open(lock, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            held.append(lock.parent)
+        finally:
+            os.close(fd)
+    return held
+
+
+def run(result: Result, out: Path, quiet: bool = True) -> None:
+    """Write `result`'s table (and figures) into `out`, the folder standing for docs/results."""
+    target = out / Path(result.table).parent
+    target.mkdir(parents=True, exist_ok=True)
+    for rel in result.copy:
+        if (out / rel).resolve() != (ROOT / RESULTS / rel).resolve():
+            shutil.copyfile(ROOT / RESULTS / rel, out / rel)
+    env = {**os.environ, "WANDB_MODE": "disabled", "MPLBACKEND": "Agg"}
+    proc = subprocess.run(result.command(target), cwd=ROOT, env=env, text=True, capture_output=quiet)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:] if quiet else []
+        raise SystemExit(f"error: {result.name}: `{result.shown()}` failed (exit {proc.returncode})"
+                         + "".join(f"\n  {line}" for line in detail))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--check", action="store_true", help="recompute into a temporary folder and compare the tables")
+    p.add_argument("--list", action="store_true", help="print each table with its command")
+    p.add_argument("--only", default="", help="comma list of result names (see --list)")
+    p.add_argument("--docs", default=str(ROOT / RESULTS),
+                   help="the folder whose tables --check compares against (default docs/results)")
+    args = p.parse_args(argv)
+    names = {r.name for r in RESULTS_LIST}
+    only = [n for n in args.only.split(",") if n]
+    unknown = sorted(set(only) - names)
+    if unknown:
+        print(f"error: unknown result(s) {', '.join(unknown)}; choose from {', '.join(sorted(names))}",
+              file=sys.stderr)
+        return 2
+    chosen = [r for r in RESULTS_LIST if not only or r.name in only]
+    if args.list:
+        for r in chosen:
+            print(f"{r.name}: docs/results/{r.table}\n    {r.shown()}")
+        return 0
+    if not args.check:
+        for r in chosen:
+            print(f"{r.name}: {r.shown()}", flush=True)
+            run(r, ROOT / RESULTS)
+        print(f"rewrote {len(chosen)} table(s) and their figures in {RESULTS}")
+        return 0
+
+    stale, skipped = [], []
+    with tempfile.TemporaryDirectory(prefix="pex-results-") as tmp:
+        for r in chosen:
+            live = [d for rel in r.reads for d in in_use(ROOT / RESULTS / rel)]
+            if live:
+                skipped.append(f"{r.name}: skipped, {live[0].relative_to(ROOT)} is in use by a running process")
+                continue
+            run(r, Path(tmp))
+            fresh, committed = Path(tmp) / r.table, Path(args.docs) / r.table
+            if not committed.is_file() or not filecmp.cmp(fresh, committed, shallow=False):
+                stale.append(r)
+    for line in skipped:
+        print(line)
+    if stale:
+        for r in stale:
+            print(f"stale: docs/results/{r.table} does not follow from its run directories; rewrite it with "
+                  f"`python experiments/results.py --only {r.name}` (= `{r.shown()}`) and commit it",
+                  file=sys.stderr)
+        return 1
+    print(f"{len(chosen) - len(skipped)} table(s) follow from their run directories")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
