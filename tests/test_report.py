@@ -177,6 +177,14 @@ def test_report_md_shows_formatted_cells_and_is_printed(tmp_path, runs, capsys):
     assert "| maze-a | local | norm. return | pex | 3 | 50.0 ± 8.2 |" in capsys.readouterr().out
 
 
+def test_report_md_names_runs_relative_to_the_working_directory_so_clones_agree(tmp_path, runs, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _, path = make_report(["runs"], tmp_path / "out")
+    listed = [line for line in path.read_text().splitlines() if line.startswith("- `")]
+    assert listed and all(line.startswith("- `runs/") for line in listed), listed
+    assert str(tmp_path) not in path.read_text()
+
+
 def test_each_task_gets_a_png_with_a_line_per_algorithm(tmp_path, runs):
     make_report([str(runs)], tmp_path / "out")
     tab10 = colormaps["tab10"].colors

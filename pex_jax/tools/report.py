@@ -231,6 +231,16 @@ def _curves(run: Run, seed: int, keys: tuple[str, ...]) -> SeedCurves:
     return out
 
 
+def shown(path: Path | str) -> str:
+    """A run path as reports print it: relative to the working directory when inside it, so that a report
+    made from a clone reads the same on every machine."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def resolve_checkpoint_run(ckpt: str, run_dir: Path) -> Path | None:
     """The run dir behind `offline_checkpoint` (a run dir or a folder inside one), if it is readable."""
     p = Path(ckpt).expanduser()
@@ -264,7 +274,7 @@ def pool_by_seed(runs: list[Run], keys: tuple[str, ...] = (SCORE, SUCCESS, REGRE
             group = groups[(run.task, run.algo)]
             if seed in group:
                 notes.append(
-                    f"{run.task}/{run.algo} seed {seed} appears in {group[seed].source} and {run.path}; "
+                    f"{run.task}/{run.algo} seed {seed} appears in {shown(group[seed].source)} and {shown(run.path)}; "
                     f"using the latter"
                 )
             group[seed] = curves
@@ -525,7 +535,8 @@ def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE,
             "train first or pass --runs <dir>"
         )
     runs = [load_run(d) for d in run_dirs]
-    left_out = [] if include_unfinished else [left_out_line(r.path, r.status) for r in runs if not r.status.finished]
+    left_out = [] if include_unfinished else [left_out_line(shown(r.path), r.status)
+                                              for r in runs if not r.status.finished]
     for line in left_out:
         print(line)
     runs = runs if include_unfinished else [r for r in runs if r.status.finished]
@@ -548,8 +559,8 @@ def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE,
         plot_task(task, by_algo, png, metric, colors, {r.algo: r.status for r in rows if r.task == task})
         images.append((task, png))
 
-    reused = sorted({str(c.offline_from) for g in groups.values() for c in g.values() if c.offline_from})
-    torn = [f"{r.path}: skipped {r.bad_lines} unreadable metrics line(s)" for r in runs if r.bad_lines]
+    reused = sorted({shown(c.offline_from) for g in groups.values() for c in g.values() if c.offline_from})
+    torn = [f"{shown(r.path)}: skipped {r.bad_lines} unreadable metrics line(s)" for r in runs if r.bad_lines]
     table = markdown_table(rows)
     md = [
         "# pex-jax results",
@@ -570,7 +581,7 @@ def make_report(paths: list[str], out_dir: Path | str, metric: str = SCORE,
         md += [f"- offline scores/curves taken from the reused checkpoint's run {p}" for p in reused]
         md += [f"- {n}" for n in notes + torn + left_out]
         md.append("")
-    md += ["## Runs", ""] + [f"- `{r.path}` ({r.task}/{r.algo}{'' if r.status.finished else f', {r.status}'})"
+    md += ["## Runs", ""] + [f"- `{shown(r.path)}` ({r.task}/{r.algo}{'' if r.status.finished else f', {r.status}'})"
                              for r in runs] + [""]
     report = out / "report.md"
     report.write_text("\n".join(md))
