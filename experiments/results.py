@@ -17,7 +17,6 @@ curves of the expert policies (written by the runs themselves).
 from __future__ import annotations
 
 import argparse
-import fcntl
 import filecmp
 import os
 import shutil
@@ -26,6 +25,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from pex_jax.runner.run_dir import runs_in_use
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path("docs/results")
@@ -45,7 +46,7 @@ class Result:
     def command(self, out: Path | str) -> list[str]:
         return [sys.executable, *(a.replace(OUT, str(out)) for a in self.argv)]
 
-    def shown(self) -> str:
+    def command_line(self) -> str:
         return "python " + " ".join(a.replace(OUT, str(RESULTS / Path(self.table).parent)) for a in self.argv)
 
 
@@ -53,7 +54,7 @@ def _study(name: str, table: str, root: str, *flags: str) -> Result:
     return Result(name, table, ("experiments/summarize_study.py", f"{RESULTS}/{root}", "--out", OUT, *flags), (root,))
 
 
-RESULTS_LIST: tuple[Result, ...] = (
+TABLES: tuple[Result, ...] = (
     _study("antmaze", "antmaze_tables.md", "antmaze_runs", "--algos", "offline,pex,direct"),
     _study("antmaze-sac", "antmaze_tables-sac.md", "antmaze_runs", "--tasks", "umaze", "--algos", "pex,pex_sac,sac",
            "--tag", "sac"),
@@ -78,22 +79,7 @@ RESULTS_LIST: tuple[Result, ...] = (
 )
 
 
-def in_use(path: Path) -> list[Path]:
-    """Run directories under `path` whose `.lock` a live process holds (flock dies with its holder)."""
-    held = []
-    for lock in sorted(path.rglob(".lock")) if path.is_dir() else []:
-        fd = os.open(lock, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        except OSError:
-            held.append(lock.parent)
-        finally:
-            os.close(fd)
-    return held
-
-
-def run(result: Result, out: Path, quiet: bool = True) -> None:
+def run(result: Result, out: Path) -> None:
     """Write `result`'s table (and figures) into `out`, the folder standing for docs/results."""
     target = out / Path(result.table).parent
     target.mkdir(parents=True, exist_ok=True)
@@ -101,10 +87,10 @@ def run(result: Result, out: Path, quiet: bool = True) -> None:
         if (out / rel).resolve() != (ROOT / RESULTS / rel).resolve():
             shutil.copyfile(ROOT / RESULTS / rel, out / rel)
     env = {**os.environ, "WANDB_MODE": "disabled", "MPLBACKEND": "Agg"}
-    proc = subprocess.run(result.command(target), cwd=ROOT, env=env, text=True, capture_output=quiet)
+    proc = subprocess.run(result.command(target), cwd=ROOT, env=env, text=True, capture_output=True)
     if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:] if quiet else []
-        raise SystemExit(f"error: {result.name}: `{result.shown()}` failed (exit {proc.returncode})"
+        detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
+        raise SystemExit(f"error: {result.name}: `{result.command_line()}` failed (exit {proc.returncode})"
                          + "".join(f"\n  {line}" for line in detail))
 
 
@@ -116,21 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--docs", default=str(ROOT / RESULTS),
                    help="the folder whose tables --check compares against (default docs/results)")
     args = p.parse_args(argv)
-    names = {r.name for r in RESULTS_LIST}
+    names = {r.name for r in TABLES}
     only = [n for n in args.only.split(",") if n]
     unknown = sorted(set(only) - names)
     if unknown:
         print(f"error: unknown result(s) {', '.join(unknown)}; choose from {', '.join(sorted(names))}",
               file=sys.stderr)
         return 2
-    chosen = [r for r in RESULTS_LIST if not only or r.name in only]
+    chosen = [r for r in TABLES if not only or r.name in only]
     if args.list:
         for r in chosen:
-            print(f"{r.name}: docs/results/{r.table}\n    {r.shown()}")
+            print(f"{r.name}: docs/results/{r.table}\n    {r.command_line()}")
         return 0
     if not args.check:
         for r in chosen:
-            print(f"{r.name}: {r.shown()}", flush=True)
+            print(f"{r.name}: {r.command_line()}", flush=True)
             run(r, ROOT / RESULTS)
         print(f"rewrote {len(chosen)} table(s) and their figures in {RESULTS}")
         return 0
@@ -138,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     stale, skipped = [], []
     with tempfile.TemporaryDirectory(prefix="pex-results-") as tmp:
         for r in chosen:
-            live = [d for rel in r.reads for d in in_use(ROOT / RESULTS / rel)]
+            live = [d for rel in r.reads for d in runs_in_use(ROOT / RESULTS / rel)]
             if live:
                 skipped.append(f"{r.name}: skipped, {live[0].relative_to(ROOT)} is in use by a running process")
                 continue
@@ -151,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if stale:
         for r in stale:
             print(f"stale: docs/results/{r.table} does not follow from its run directories; rewrite it with "
-                  f"`python experiments/results.py --only {r.name}` (= `{r.shown()}`) and commit it",
+                  f"`python experiments/results.py --only {r.name}` (= `{r.command_line()}`) and commit it",
                   file=sys.stderr)
         return 1
     print(f"{len(chosen) - len(skipped)} table(s) follow from their run directories")

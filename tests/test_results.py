@@ -3,7 +3,7 @@
 import shutil
 
 from experiments import results
-from pex_jax.runner.run_dir import lock_run_dir
+from pex_jax.runner.run_dir import lock_run_dir, runs_in_use
 
 DOCS = results.ROOT / results.RESULTS
 
@@ -33,10 +33,11 @@ def test_a_hand_edited_table_is_reported_stale_with_the_command_that_rewrites_it
 
 def test_a_run_directory_held_by_a_live_process_counts_as_in_use(tmp_path):
     run = tmp_path / "study" / "umaze" / "pex"
-    assert results.in_use(tmp_path) == []
+    assert runs_in_use(tmp_path) == []
     with lock_run_dir(run):
-        assert results.in_use(tmp_path) == [run]
-    assert results.in_use(tmp_path) == []  # the lock file stays, unheld
+        (run / "metrics.jsonl").write_text("")  # keep the directory (and its lock file) after the block
+        assert runs_in_use(tmp_path) == [run]
+    assert (run / ".lock").exists() and runs_in_use(tmp_path) == []  # the lock file stays, unheld
 
 
 def test_an_unknown_result_name_is_refused_with_the_choices(capsys):
@@ -47,7 +48,7 @@ def test_an_unknown_result_name_is_refused_with_the_choices(capsys):
 
 
 def test_every_listed_table_and_run_directory_is_committed():
-    for r in results.RESULTS_LIST:
+    for r in results.TABLES:
         assert (DOCS / r.table).is_file(), r.table
         for rel in r.reads:
             assert (DOCS / rel).exists(), rel

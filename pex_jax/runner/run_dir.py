@@ -116,6 +116,22 @@ def lock_run_dir(run_dir: Path | str) -> Iterator[Path]:
                     d.rmdir()
 
 
+def runs_in_use(root: Path | str) -> list[Path]:
+    """Run directories under `root` whose lock a live process holds: their files are still being written."""
+    held = []
+    root = Path(root)
+    for path in sorted(root.rglob(LOCK_FILE)) if root.is_dir() else []:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            held.append(path.parent)
+        finally:
+            os.close(fd)
+    return held
+
+
 # --- Resume under the same settings ---
 
 
