@@ -224,6 +224,7 @@ def plot(study: dict, out_dir: Path, tag: str = "", domain: str = "antmaze") -> 
         pre = algos.get("offline")
         n_off = int(pre["config"]["offline_steps"]) if pre else 0
         fig, (ax, ax_pick) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, height_ratios=(3, 1))
+        offline_final, online_end = None, n_off
         for k, algo in enumerate(sorted(algos, key=lambda a: algo_sort_key(a, ORDER))):
             run = algos[algo]
             series = run["offline"] if algo == "offline" else run["online"]
@@ -239,10 +240,20 @@ def plot(study: dict, out_dir: Path, tag: str = "", domain: str = "antmaze") -> 
             state = "" if not status or status.finished else f", {status}"
             ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{algo} ({mat.shape[0]} seeds{state})")
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
+            for row in mat:  # each seed, thin: with 3 seeds a band alone hides which seed does what
+                ax.plot(x, row, color=color, lw=0.6, alpha=0.35)
+            if algo == "offline":
+                offline_final = (mean[-1], color)
+            else:
+                online_end = max(online_end, x[-1])
             pick = np.array([[dict(ev).get(t, {}).get(PICK, np.nan) for t in steps] for ev in series.values()],
                             float)
             if np.isfinite(pick).any():  # policy-set runs (pex, pex_sac) log the offline-pick rate
                 ax_pick.plot(x, np.nanmean(pick, axis=0), marker="o", ms=3, color=color, label=algo)
+        if offline_final and online_end > n_off and np.isfinite(offline_final[0]):
+            # the offline policy is never fine-tuned: its last score is the line an online run has to beat
+            ax.hlines(offline_final[0], n_off, online_end, color=offline_final[1], ls=":", lw=1.2,
+                      label="offline policy, not fine-tuned")
         for a in (ax, ax_pick):
             a.axvline(n_off, color="k", ls="--", lw=1)
             a.grid(alpha=0.3)
