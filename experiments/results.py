@@ -9,9 +9,10 @@ added or resumed without regenerating, a summarizer changed since) fails it, nam
 it. A study whose run directory is in use by a live process (its `.lock` held) is skipped with a note: its table is
 fixed only when the run stops. Only the markdown tables are compared; PNGs are rewritten, not compared.
 
-Not covered: the PointMaze page's tables (`experiments/study_summary.py` prints them for pasting),
-`mujoco_fidelity.md` (from simulator outputs that are not committed: `make mujoco-fidelity`) and the training
-curves of the expert policies (written by the runs themselves).
+Not covered: the PointMaze page's results table (`experiments/study_summary.py` prints it for pasting; the
+suite checks that every pasted row is still one it prints, tests/test_study_summary.py), `mujoco_fidelity.md`
+(from simulator outputs that are not committed: `make mujoco-fidelity`) and the training curves of the expert
+policies (written by the runs themselves).
 """
 
 from __future__ import annotations

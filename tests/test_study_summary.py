@@ -82,3 +82,14 @@ def test_diverged_run_is_shown_with_its_seed_and_step(tmp_path, capsys):
     assert "diverged (seed 3, online step 12000)" in capsys.readouterr().out
     assert study_summary.main([str(tmp_path), "--include-unfinished"]) == 0
     assert "| pex [diverged (seed 3, online step 12000)] | 1 |" in capsys.readouterr().out
+
+
+def test_pointmaze_page_results_table_follows_from_its_committed_runs(capsys):
+    """docs/results/pointmaze.md pastes this script's table: every pasted row must still be one it prints."""
+    root = Path(__file__).resolve().parents[1] / "docs" / "results"
+    pasted = [line for line in (root / "pointmaze.md").read_text().splitlines() if line.startswith("| pointmaze-")]
+    assert len(pasted) >= 20
+    assert study_summary.main([str(root / "pointmaze_runs")]) == 0
+    printed = set(capsys.readouterr().out.splitlines())
+    stale = [line for line in pasted if line not in printed]
+    assert not stale, f"pointmaze.md rows that the runs no longer give (rerun experiments/study_summary.py): {stale}"
