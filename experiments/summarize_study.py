@@ -240,7 +240,8 @@ def plot(study: dict, out_dir: Path, tag: str = "", domain: str = "antmaze") -> 
             state = "" if not status or status.finished else f", {status}"
             ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{algo} ({mat.shape[0]} seeds{state})")
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
-            for row in mat:  # each seed, thin: with 3 seeds a band alone hides which seed does what
+            # each seed, thin: with 3 seeds a band alone hides which seed does what (more than 3 curves: clutter)
+            for row in mat if len(algos) <= 3 else ():
                 ax.plot(x, row, color=color, lw=0.6, alpha=0.35)
             if algo == "offline":
                 offline_final = (mean[-1], color)
