@@ -38,8 +38,9 @@ COMMON = ["--config.log_every=1000", "--config.checkpoint_every=10000", "--confi
 # enough to see where PEX ends on the easiest maze; the reference's 1M + 1M for any other task). Run directories live
 # in the repository (docs/results/antmaze_paper_runs, the newest checkpoint only), so the run goes on across machines:
 # commit them, and the same command on a fresh clone resumes. Online checkpoints hold the replay buffer (umaze:
-# 133 MB at 153k steps x 3 seeds) and stay out of git (.gitignore): an online phase resumes only where its
-# checkpoint survived, and otherwise starts again from the offline checkpoint.
+# 133 MB at 153k steps x 3 seeds) and stay out of git (.gitignore); their packed copies (the actions only, 1/8 of
+# that: `python -m pex_jax.tools.pack_checkpoints docs/results/antmaze_paper_runs` after stopping) are committed,
+# and a resume on a machine without the full checkpoint re-simulates the replay from them (checked bit for bit).
 PAPER_LENGTH = {"medium-play": (1_000_000, 1_000_000), "umaze": (100_000, 300_000)}
 PAPER_OUT = ROOT / "docs" / "results" / "antmaze_paper_runs"
 PAPER_SCALE = [

@@ -6,6 +6,8 @@ checkpoint renames the old one away first; until the new one is in place readers
 a crash in between) use the renamed one, so a complete checkpoint exists at every instant.
 """
 
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -164,6 +166,7 @@ def _normalise(v):
 # --- Full run state (resume after interruption) ---
 
 RUN_DIR = "checkpoints"
+PACKED_SUFFIX = "-packed"  # `online-<step>-packed`: `pack_run_state`
 
 
 def save_run_state(run_dir: Path, phase: str, step: int, device_state: Any, host_state: dict, keep: int) -> Path:
@@ -177,20 +180,95 @@ def save_run_state(run_dir: Path, phase: str, step: int, device_state: Any, host
     payload = serialization.msgpack_serialize(serialization.to_state_dict(jax.device_get(device_state)))
     host = {"phase": phase, "step": step, **host_state}
     _atomic_write_dir(target, {"state.msgpack": payload, "host.json": json.dumps(_jsonable(host)).encode()})
-    done = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    done = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_by_step)
     for old in done[: max(len(done) - max(keep, 1), 0)]:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
 
+def _by_step(p: Path) -> tuple[str, bool]:
+    """Sort key of checkpoint dirs: by name, and at equal steps the full checkpoint after its packed copy."""
+    return (p.name.removesuffix(PACKED_SUFFIX), not p.name.endswith(PACKED_SUFFIX))
+
+
 def latest_run_state(run_dir: Path) -> Path | None:
-    """The newest complete checkpoint (temporary dirs of interrupted writes are ignored)."""
+    """The newest complete checkpoint (temporary dirs of interrupted writes are ignored); of a full
+    checkpoint and its packed copy, the full one (nothing to re-simulate)."""
     root = Path(run_dir) / RUN_DIR
     if not root.exists():
         return None
-    done = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
-                  and (p / "host.json").exists() and (p / "state.msgpack").exists())
+    done = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                   and (p / "host.json").exists() and (p / "state.msgpack").exists()), key=_by_step)
     return done[-1] if done else None
+
+
+# --- Packed online checkpoints (committable; the replay rows are re-simulated on resume) ---
+
+
+def rows_digest(rows: dict) -> str:
+    """sha256 of the replay rows (a state dict of arrays): what a re-simulation has to reproduce exactly."""
+    h = hashlib.sha256()
+    for name in sorted(rows):
+        a = np.ascontiguousarray(rows[name])
+        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _chunk_name(lo: int, hi: int) -> str:
+    return f"actions-{lo:012d}-{hi:012d}.npy"
+
+
+def _npy(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def pack_run_state(path: Path, previous: Path | None = None) -> Path:
+    """Write `<checkpoint>-packed` beside an online checkpoint: the same state with the replay rows
+    reduced to their actions, plus the rows' digest.
+
+    An online checkpoint is mostly its replay buffer (AntMaze: 66 float32 per env step and seed), which
+    only lives on the machine that wrote it. Every transition follows from the actions, the env seeds and
+    the reset steps (checkpoints are episode boundaries, recorded in `host`; `pex_jax.runner.online`), so
+    a packed checkpoint (8 float32 per step) can be committed with the run, and a resume elsewhere
+    re-simulates the rows and checks them against the digest before going on.
+
+    The actions go in chunk files by step range. The chunks of `previous` (an earlier packed copy of the
+    same phase) are written again byte for byte where they still hold this replay's actions, so committing
+    each packed copy stores every action in git once, not once per commit.
+    """
+    path = Path(path)
+    raw, host = load_run_state(path)
+    buffer = raw.get("buffer", {})
+    if host.get("phase") != "online" or "rows" not in buffer:
+        raise CheckpointError(f"{path} is not a full online checkpoint (packed: {'packed' in host}); only the "
+                              f"online phase's replay is packed, and only once")
+    size, step = int(buffer["size"]), int(host["step"])
+    if size != step:
+        raise CheckpointError(f"{path}: the replay holds {size} of {step} online steps (it wrapped around), so "
+                              f"the actions of the dropped steps are gone; packing needs "
+                              f"--config.buffer_capacity >= --config.online_steps")
+    actions = np.asarray(buffer["rows"]["actions"])
+    files, chunks = {}, []
+    if previous is not None:
+        _, old_host = load_run_state(previous)
+        for lo, hi in old_host["packed"]["chunks"]:
+            data = (Path(previous) / _chunk_name(lo, hi)).read_bytes()
+            if hi > step or data != _npy(actions[:, :, lo:hi]):
+                break
+            files[_chunk_name(lo, hi)], chunks = data, [*chunks, [lo, hi]]
+    done = chunks[-1][1] if chunks else 0
+    if done < step:
+        files[_chunk_name(done, step)], chunks = _npy(actions[:, :, done:step]), [*chunks, [done, step]]
+    packed_raw = {**raw, "buffer": {"size": buffer["size"], "ptr": buffer["ptr"]}}
+    packed_host = {**host, "packed": {"digest": rows_digest(buffer["rows"]), "from": path.name, "chunks": chunks}}
+    files["state.msgpack"] = serialization.msgpack_serialize(packed_raw)
+    files["host.json"] = json.dumps(_jsonable(packed_host)).encode()
+    target = path.with_name(path.name + PACKED_SUFFIX)
+    _atomic_write_dir(target, files)
+    return target
 
 
 def load_run_state(path: Path) -> tuple[dict, dict]:
@@ -198,6 +276,10 @@ def load_run_state(path: Path) -> tuple[dict, dict]:
     try:
         raw = serialization.msgpack_restore((Path(path) / "state.msgpack").read_bytes())
         host = json.loads((Path(path) / "host.json").read_text())
+        if "packed" in host:  # the replay's actions, for `pex_jax.runner.online` to re-simulate the rows from
+            raw["buffer"]["actions"] = np.concatenate(
+                [np.load(Path(path) / _chunk_name(lo, hi), allow_pickle=False) for lo, hi in host["packed"]["chunks"]],
+                axis=2)
     except Exception as e:
         msg = f"checkpoint {path} is unreadable ({type(e).__name__}); delete it to resume from the one before"
         raise CheckpointError(msg) from None

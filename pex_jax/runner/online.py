@@ -19,7 +19,9 @@ parameters would change the algorithm). What overlaps is the host's bookkeeping 
 and evaluation with everything (`pex_jax.runner.evaluation`).
 
 Checkpoints (every `checkpoint_every` env steps) are episode boundaries: every env is reset with a
-seed derived from (seed, step), before and after a resume alike, so no simulator state is saved.
+seed derived from (seed, step), before and after a resume alike, so no simulator state is saved. For
+the same reason the replay follows from its actions and those boundary steps: a packed checkpoint
+(`checkpoint.pack_run_state`) keeps only them, and a resume re-simulates the rows (`replay_rows`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from pex_jax.agents.algorithms import (
 from pex_jax.agents.iql import Batch, Hparams
 from pex_jax.data import transform_rewards
 from pex_jax.data.replay import ReplayBuffer
+from pex_jax.errors import CheckpointError
 from pex_jax.multitask import stack_datasets, unique_datasets
 from pex_jax.rollout import goal_terminals
 from pex_jax.runner.common import (
@@ -205,6 +208,66 @@ class EpisodeStats:
                 "choice_count": self.choice_count}
 
 
+def default_boundaries(step: int, checkpoint_every: int) -> list[int]:
+    """Episode boundaries of an uninterrupted phase up to `step`: 0 and every checkpoint before it."""
+    return [0, *range(checkpoint_every, step, checkpoint_every)] if checkpoint_every > 0 else [0]
+
+
+def replay_rows(tasks: list[OnlineTask], seeds: list[int], dims: Dims, actions: np.ndarray, boundaries: list[int],
+                workers: int = 0, timeout: float = 600.0, progress: bool = True) -> dict[str, np.ndarray]:
+    """The replay rows of an online phase, re-simulated from its actions (a packed checkpoint's).
+
+    `actions` is (tasks, seeds, steps, action_dim); every env is reset at each of `boundaries` with the
+    seed the engine used there and then steps through the saved actions, so the rows are what the
+    engine stored (same envs, same `pack_step`), as a state dict of `Batch` fields.
+    """
+    n_tasks, n_seeds, steps = actions.shape[:3]
+    n, od = n_tasks * n_seeds, dims.obs_dim
+    flat = np.asarray(actions, np.float32).reshape(n, steps, -1)
+    obs = np.empty((n, steps, od), np.float32)
+    next_obs = np.empty((n, steps, od), np.float32)
+    rewards, terminals = np.empty((n, steps), np.float32), np.empty((n, steps), np.float32)
+    transforms = [ot.reward_transform for ot in tasks]
+    terminal_on_success = [bool(ot.config.terminal_on_success) for ot in tasks]
+    slots = [EnvSlot(ot.task, s) for ot in tasks for s in seeds]
+    starts = sorted({b for b in boundaries if b < steps} | {0})
+    envs = make_envs(slots, od, dims.action_dim, workers, timeout)
+    try:
+        with tqdm(total=steps, desc=f"re-simulating the replay ({n_tasks} x {n_seeds})", unit="step",
+                  disable=not progress, dynamic_ncols=True) as bar:
+            for lo, hi in zip(starts, [*starts[1:], steps], strict=True):
+                current = np.array(envs.reset([reset_seed(s.seed, lo) for s in slots], lo), np.float32)
+                for t in range(lo, hi):
+                    envs.step_async(flat[:, t], 0)
+                    packed = pack_step(envs.step_wait(t + 1, 0), transforms, terminal_on_success, n_seeds)
+                    obs[:, t], rewards[:, t], terminals[:, t] = current, packed[:, 0], packed[:, 1]
+                    next_obs[:, t], current = packed[:, 2:2 + od], packed[:, 2 + od:]
+                bar.update(hi - lo)
+    finally:
+        envs.close()
+    shape = (n_tasks, n_seeds, steps)
+    return {"observations": obs.reshape(*shape, od), "actions": flat.reshape(*shape, -1),
+            "rewards": rewards.reshape(shape), "next_observations": next_obs.reshape(*shape, od),
+            "terminals": terminals.reshape(shape)}
+
+
+def unpack_rows(tasks: list[OnlineTask], seeds: list[int], dims: Dims, raw: dict, host: dict, config) -> dict:
+    """The full replay rows of a packed checkpoint, re-simulated and checked against its digest."""
+    step = int(host["step"])
+    boundaries = host.get("boundaries") or default_boundaries(step, int(config.checkpoint_every))
+    print(f"resume: re-simulating {step} online steps of replay from the packed checkpoint", flush=True)
+    rows = replay_rows(tasks, seeds, dims, np.asarray(raw["buffer"]["actions"]), boundaries,
+                       default_workers(int(config.env_workers), len(tasks) * len(seeds)),
+                       float(config.worker_timeout), bool(config.progress))
+    if checkpoint.rows_digest(rows) != host["packed"]["digest"]:
+        raise CheckpointError(
+            f"the replay re-simulated from the packed checkpoint {host['packed']['from']}{checkpoint.PACKED_SUFFIX} "
+            f"differs from the one it was packed from (its digest): this machine's simulator does not reproduce "
+            f"those transitions bit for bit. Resume where the full checkpoint is, or delete the packed one to "
+            f"start the online phase again from the offline checkpoint")
+    return rows
+
+
 def _task_slice(tree: Any, t: int, seeds: int) -> Any:
     """Rows of task `t` from a host pytree of agent-major (tasks * seeds) arrays."""
     return jax.tree.map(lambda x: x[t * seeds:(t + 1) * seeds], tree)
@@ -298,11 +361,13 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
     buffer = ReplayBuffer.create((n_tasks, n_seeds), dims.obs_dim, dims.action_dim, capacity)
     keys = jnp.array(jnp.broadcast_to(seed_keys(seeds, ONLINE_STREAM), (n_tasks, n_seeds, 2)))
     stats, start, pending_eval = EpisodeStats(n), 0, None
+    boundaries: list[int] = []  # env steps at which every env was reset with `reset_seed` (a packed replay's)
     if resume_from is not None:
         raw, host = resume_from
         states = checkpoint.restore_into(states, raw["states"])
         keys = jnp.asarray(raw["keys"])
-        rows, size = raw["buffer"]["rows"], int(raw["buffer"]["size"])
+        rows = unpack_rows(tasks, seeds, dims, raw, host, config) if "packed" in host else raw["buffer"]["rows"]
+        size = int(raw["buffer"]["size"])
         buffer = buffer.replace(
             data=jax.tree.map(lambda buf, r: buf.at[:, :, : r.shape[2]].set(r), buffer.data,
                               checkpoint.restore_into(buffer.data, rows)),
@@ -312,6 +377,7 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
             ot.last_eval = from_scores(host["last_eval"][t])
             ot.step0_eval = from_scores(host["step0_eval"][t])
         pending_eval = host.get("pending_eval")
+        boundaries = list(host.get("boundaries") or default_boundaries(start, int(config.checkpoint_every)))
     unique, index = unique_datasets([ot.dataset for ot in tasks])  # grid points of a task share its data
     datasets, unique_rows = stack_datasets(unique)
     rows, hps = unique_rows[index], jax.device_put(stack_hparams([ot.config for ot in tasks]))  # uploaded once
@@ -371,6 +437,8 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
     def boundary(step: int) -> None:
         """Reset every env (seeded by seed and step), pick the first actions and send them."""
         obs = envs.reset([reset_seed(s.seed, step) for s in slots], step)
+        if step not in boundaries:
+            boundaries.append(step)
         for lane in lanes:
             lane_obs = obs[lane.first:lane.first + n_tasks * lane.seeds]
             lane.obs = jnp.asarray(lane_obs.reshape(n_tasks, lane.seeds, -1))
@@ -403,7 +471,7 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
         device_state = {"states": joined_states(), "keys": _join([lane.keys for lane in lanes]),
                         "buffer": {"rows": rows, "size": lanes[0].buffer.size, "ptr": lanes[0].buffer.ptr}}
         return checkpoint.save_run_state(ckpt_dir, "online", step, device_state, {
-            "stats": stats.state(), "pending_eval": pending_eval,
+            "stats": stats.state(), "pending_eval": pending_eval, "boundaries": boundaries,
             "last_eval": [scores_of(ot.last_eval) for ot in tasks],
             "offline_eval": [scores_of(ot.offline_eval) for ot in tasks],
             "step0_eval": [scores_of(ot.step0_eval) for ot in tasks]}, int(config.keep_checkpoints))

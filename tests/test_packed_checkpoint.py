@@ -1,0 +1,91 @@
+"""Packed online checkpoints: the replay reduced to its actions, re-simulated on resume, checked bit for bit."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pex_jax import checkpoint
+from pex_jax.errors import CheckpointError
+from pex_jax.tools import pack_checkpoints
+from pex_jax.train import run
+from tests.conftest import tiny_config
+
+ONLINE = dict(algo="pex", seeds="0-1", online_steps=600, checkpoint_every=200, keep_checkpoints=10,
+              online_eval_every=200)
+
+
+def _evals(run_dir: Path) -> list[tuple]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["seed"], r["phase"], r["online_step"], r["eval/normalized_score"], r["eval/return"])
+            for r in rows if "eval/normalized_score" in r]
+
+
+def _only_packed_at(run_dir: Path, step: int) -> Path:
+    """Turn a finished run dir into one stopped at `step` whose machine kept nothing but the packed copy
+    (packed once at the checkpoint before, then at `step`, as a run packed at every stop is)."""
+    (run_dir / "summary.json").unlink()
+    root = run_dir / checkpoint.RUN_DIR
+    full = root / f"online-{step:012d}"
+    full.rename(root / "aside")
+    assert pack_checkpoints.main([str(run_dir)]) == 0  # packs the newest online checkpoint: the one before
+    (root / "aside").rename(full)
+    assert pack_checkpoints.main([str(run_dir)]) == 0
+    packed = full.with_name(full.name + checkpoint.PACKED_SUFFIX)
+    assert [p.name for p in root.glob(f"*{checkpoint.PACKED_SUFFIX}")] == [packed.name]  # the older copy is gone
+    assert sorted(p.name for p in packed.glob("actions-*")) == [  # its actions to 200 kept as they were
+        f"actions-{0:012d}-{200:012d}.npy", f"actions-{200:012d}-{step:012d}.npy"]
+    raw, _ = checkpoint.load_run_state(packed)
+    assert sorted(raw["buffer"]) == ["actions", "ptr", "size"]  # no observations, rewards or terminals
+    full_raw, _ = checkpoint.load_run_state(full)
+    assert np.array_equal(raw["buffer"]["actions"], full_raw["buffer"]["rows"]["actions"])
+    for p in root.glob("online-*"):
+        if not p.name.endswith(checkpoint.PACKED_SUFFIX):
+            shutil.rmtree(p)
+    return packed
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tiny_minari_root, tmp_path_factory):
+    """One uninterrupted run (the reference) and a copy of it to interrupt."""
+    base = tmp_path_factory.mktemp("packed")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(tiny_minari_root))
+        mp.setenv("WANDB_MODE", "disabled")
+        ref = run(tiny_config(base / "ref", **ONLINE))
+    return base, ref
+
+
+def test_a_run_resumed_from_a_packed_checkpoint_equals_the_uninterrupted_run(finished_runs, tmp_path, tiny_env):
+    base, ref = finished_runs
+    run_dir = tmp_path / "run"
+    shutil.copytree(base / "ref" / "run", run_dir)
+    packed = _only_packed_at(run_dir, 400)
+    _, host = checkpoint.load_run_state(packed)
+    assert host["boundaries"] == [0, 200]  # every reset of the phase, as the replay needs them
+
+    resumed = run(tiny_config(tmp_path, **ONLINE, resume="auto"))
+    assert resumed["final/normalized_score"] == ref["final/normalized_score"]
+    assert _evals(run_dir) == _evals(base / "ref" / "run")  # every evaluation after 400 again, bit-equal
+
+
+def test_a_replay_that_does_not_reproduce_is_refused_and_names_the_way_out(finished_runs, tmp_path, tiny_env):
+    base, _ = finished_runs
+    run_dir = tmp_path / "run"
+    shutil.copytree(base / "ref" / "run", run_dir)
+    packed = _only_packed_at(run_dir, 400)
+    host = json.loads((packed / "host.json").read_text())
+    host["boundaries"] = [0]  # a reset the replay does not know about: other transitions from step 200 on
+    (packed / "host.json").write_text(json.dumps(host))
+    with pytest.raises(CheckpointError, match="does not reproduce.*delete the packed one"):
+        run(tiny_config(tmp_path, **ONLINE, resume="auto"))
+
+
+def test_packing_refuses_a_replay_that_dropped_its_oldest_steps(tmp_path, tiny_env):
+    run(tiny_config(tmp_path, **{**ONLINE, "buffer_capacity": 300}))
+    full = tmp_path / "run" / checkpoint.RUN_DIR / f"online-{400:012d}"
+    with pytest.raises(CheckpointError, match="300 of 400 online steps.*buffer_capacity"):
+        checkpoint.pack_run_state(full)
+    assert pack_checkpoints.main([str(tmp_path / "run")]) == 1
