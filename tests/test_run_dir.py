@@ -117,6 +117,27 @@ def test_data_files_are_compared_by_content_not_by_path(tmp_path):
         check_resume(run_dir, _record(config) | {"data_files": [{**files[0], "sha256": "bb"}]})
 
 
+@pytest.mark.slow
+def test_a_resume_on_other_data_under_the_same_id_is_refused(tmp_path, tiny_env, monkeypatch):
+    """A local dataset generated again elsewhere keeps its id but not its content (docs/data.md)."""
+    from pex_jax.datagen.pointmaze import generate_pointmaze
+    from pex_jax.train import run
+
+    config = tiny_config(tmp_path, algo="offline", offline_steps=100)
+    run(config)
+    recorded = json.loads((Path(config.run_dir) / "config.json").read_text())["data_sha256"]
+    assert len(recorded) == 64
+    run(tiny_config(tmp_path, algo="offline", offline_steps=100, resume="auto"))  # the same data: fine
+
+    other = tmp_path / "regenerated"
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(other))
+    generate_pointmaze(maze="umaze", steps=3000, noise=0.5, seed=1, dataset_id=TINY_ID, ref_episodes=2,
+                       progress=False)
+    with pytest.raises(ConfigError, match=r"trained on other data under the same dataset id.*"
+                                          + recorded[:12] + r".*resume where that dataset is"):
+        run(tiny_config(tmp_path, algo="offline", offline_steps=100, resume="auto"))
+
+
 def test_a_resumed_logger_keeps_the_original_config_json(tmp_path):
     config = tiny_config(tmp_path)
     run_dir = _start_run_dir(config)

@@ -76,6 +76,7 @@ class DatasetInfo:
     source: str = "minari"  # "minari" | "local" (generated here, pex/ namespace) | "d4rl": where the data came from
     task_hint: str | None = None  # the env task a non-Minari file belongs to, e.g. "antmaze-umaze-v2"
     files: tuple = ()  # ({"path", "size", "sha256"}, ...) of the data files read, for config.json
+    content_sha256: str | None = None  # of the flat transitions (`sources.load_transitions`), for config.json
 
 
 def datasets_root() -> Path:

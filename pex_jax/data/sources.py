@@ -7,16 +7,34 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+
+import numpy as np
+
 from pex_jax.data.d4rl import is_d4rl_id
 from pex_jax.data.minari import DatasetInfo, Transitions, load_dataset
 
 
+def transitions_sha256(data: Transitions) -> str:
+    """sha256 of the flat transitions: what a run trains on, whatever file or generator they came from."""
+    h = hashlib.sha256()
+    for field in dataclasses.fields(data):
+        a = np.ascontiguousarray(getattr(data, field.name))
+        h.update(f"{field.name}:{a.dtype.str}:{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def load_transitions(dataset_id: str, download: bool | None = None, progress: bool = True
                      ) -> tuple[Transitions, DatasetInfo]:
-    """Flat transitions and their `DatasetInfo`, from whichever source `dataset_id` names."""
+    """Flat transitions and their `DatasetInfo` (with the transitions' sha256, which config.json records so
+    that a resume notices other data under the same id), from whichever source `dataset_id` names."""
     if is_d4rl_id(dataset_id):
         from pex_jax.data.d4rl import load_d4rl
 
-        return load_d4rl(dataset_id, download=bool(download) if download is not None else True,
-                                 progress=progress)
-    return load_dataset(dataset_id, download=download)
+        data, info = load_d4rl(dataset_id, download=bool(download) if download is not None else True,
+                               progress=progress)
+    else:
+        data, info = load_dataset(dataset_id, download=download)
+    return data, dataclasses.replace(info, content_sha256=transitions_sha256(data))

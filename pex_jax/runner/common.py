@@ -134,9 +134,10 @@ SCORE_NAMES = {"success": "D4RL-scale score (100 x success rate)", "return": "No
 
 
 def run_record(config, task: Task, info) -> dict:
-    """config.json: the flags, plus the task the run trains and evaluates on and the data files read."""
+    """config.json: the flags, plus the task the run trains and evaluates on, the data files read and the
+    transitions' sha256."""
     return config.to_dict() | {"env_task": task.describe(), "data_source": info.source,
-                               "data_files": [dict(f) for f in info.files]}
+                               "data_files": [dict(f) for f in info.files], "data_sha256": info.content_sha256}
 
 
 def announce_task(task: Task, info) -> None:

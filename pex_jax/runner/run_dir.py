@@ -171,7 +171,7 @@ def _show(value: Any, limit: int = 60) -> str:
 
 
 def _flag(key: str, value: Any) -> str | None:
-    if key.split(".")[0] in ("env_task", "data_files", "data_source"):
+    if key.split(".")[0] in ("env_task", "data_files", "data_source", "data_sha256"):
         return None  # follows from the dataset, not a flag of its own
     if key == "seeds":
         value = ",".join(str(s) for s in value)
@@ -199,6 +199,13 @@ def check_resume(run_dir: Path | str, new_record: Mapping[str, Any]) -> None:
     changes = resume_changes(old, new_record)
     if not changes:
         return
+    if [k for k, _, _ in changes] == ["data_sha256"]:
+        raise ConfigError(
+            f"{run_dir} was trained on other data under the same dataset id {new_record.get('dataset_id')!r} "
+            f"(transitions sha256 {str(old['data_sha256'])[:12]}... then, {str(new_record['data_sha256'])[:12]}... "
+            f"now; a dataset generated here again on another machine can differ, docs/data.md); a resume must "
+            f"not continue its networks on other data: resume where that dataset is, or start a new run with "
+            f"another --config.run_dir")
     shown = ", ".join(f"{k} {_show(a)} → {_show(b)}" for k, a, b in changes)
     flags = [f for f in (_flag(k, a) for k, a, _ in changes) if f]
     fix = f"rerun with the old values ({' '.join(flags)})" if flags else "rerun with the run's old dataset"
