@@ -161,3 +161,36 @@ def test_committed_controller_reaches_the_eval_goal_without_noise(maze, episodes
     res = antmaze_gen.waypoint_success(controller, antmaze_gen.CHECK_TASKS[maze], episodes, seed=1)
     assert res["success"] == 1.0, res
     assert res["mean_steps"] < TASKS[antmaze_gen.CHECK_TASKS[maze]].max_episode_steps
+
+
+def test_controller_actions_are_the_policy_mode_on_the_action_grid(random_controller):
+    import jax.numpy as jnp
+
+    from pex_jax.agents.sac import TanhGaussianPolicy, mode
+
+    c = ant_controller.load_controller(random_controller)
+    obs = np.random.default_rng(1).normal(size=(64, 29)).astype(np.float32)
+    a = c.act(obs)
+    flax_mode = np.asarray(mode(TanhGaussianPolicy((16, 16), 8).apply({"params": c.params}, jnp.asarray(obs))[0]))
+    np.testing.assert_allclose(a, flax_mode, atol=1e-5)
+    np.testing.assert_array_equal(np.round(a / ant_controller.ACTION_GRID) * ant_controller.ACTION_GRID, a)
+
+
+@pytest.mark.slow
+def test_generated_antmaze_data_does_not_depend_on_the_cpus_vector_instructions(tmp_path):
+    """Older instruction sets for XLA and OpenBLAS stand in for another machine's CPU (docs/data.md)."""
+    import hashlib
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    digests = []
+    for i, cpu in enumerate([{}, {"XLA_FLAGS": "--xla_cpu_max_isa=SSE4_2", "OPENBLAS_CORETYPE": "Prescott"}]):
+        env = {**os.environ, "MINARI_DATASETS_PATH": str(tmp_path / str(i)), **cpu}
+        subprocess.run([sys.executable, "-m", "pex_jax.datagen.antmaze", "--task=umaze", "--steps=2000"],
+                       cwd=root, env=env, check=True, capture_output=True, timeout=300)
+        (data,) = (tmp_path / str(i)).rglob("main_data.hdf5")
+        digests.append(hashlib.sha256(data.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]

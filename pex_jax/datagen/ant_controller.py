@@ -87,18 +87,32 @@ def read_actor_file(path: Path, fmt: str, required: tuple[str, ...], what: str, 
     return header, traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v) for k, v in flat.items()})
 
 
+ACTION_GRID = 2.0**-20  # controller actions are multiples of this (exact in float32)
+
+
 class Controller:
-    """A loaded controller: `act(obs)` maps controller observations (B, 29) to deterministic actions (B, 8)."""
+    """A loaded controller: `act(obs)` maps controller observations (B, 29) to deterministic actions (B, 8).
+
+    The forward pass runs in float64 numpy and the actions are rounded to `ACTION_GRID`, so a dataset made
+    with it is the same on any machine: in XLA (float32, compiled for the host CPU's vector instructions)
+    the last bit of an action depends on the CPU, and the ant turns that into another trajectory
+    (docs/data.md). float64 results of two CPUs differ by ~1e-16, far below the grid's half step.
+    """
 
     def __init__(self, params: Any, header: dict[str, Any], path: Path):
-        from pex_jax.agents.sac import TanhGaussianPolicy, mode
-
         self.params, self.header, self.path = params, header, path
-        module = TanhGaussianPolicy(tuple(header["hidden_dims"]), int(header["physics"]["act_dim"]))
-        self._act = jax.jit(lambda p, o: mode(module.apply({"params": p}, o)[0]))
+        as64 = {k: np.asarray(v, np.float64) for k, v in traverse_util.flatten_dict(params, sep="/").items()}
+        n_hidden = len(header["hidden_dims"])
+        self._layers = [(as64[f"MLP_0/Dense_{i}/kernel"], as64[f"MLP_0/Dense_{i}/bias"]) for i in range(n_hidden)]
+        self._mean = (as64["Dense_0/kernel"], as64["Dense_0/bias"])  # the policy's mean head (Dense_1: log std)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        return np.asarray(self._act(self.params, jnp.asarray(obs, jnp.float32)))
+        """tanh of the policy's mean (`agents.sac.mode`), on the action grid, as float32."""
+        h = np.asarray(obs, np.float32).astype(np.float64)
+        for kernel, bias in self._layers:
+            h = np.maximum(h @ kernel + bias, 0.0)
+        mean = np.tanh(h @ self._mean[0] + self._mean[1])
+        return (np.round(mean / ACTION_GRID) * ACTION_GRID).astype(np.float32)
 
 
 def load_controller(path: Path | str | None = None, check_physics: bool = True) -> Controller:
