@@ -70,6 +70,8 @@ TABLES: tuple[Result, ...] = (
            "temperature-hopper-medium"),
     _study("antmaze-paper", "antmaze_tables-paper.md", "antmaze_paper_runs", "--include-unfinished", "--tag",
            "paper"),
+    _study("antmaze-paper-superseded", "antmaze_tables-paper-superseded.md", "antmaze_superseded_runs",
+           "--include-unfinished", "--tag", "paper-superseded"),
     *(Result(f"antmaze-mechanism-{t}", f"antmaze_mechanism/{t}.md",
              ("experiments/mechanism_antmaze.py", "--task", t, "--from-json", "--out", OUT),
              (f"antmaze_mechanism/{t}.json",), copy=(f"antmaze_mechanism/{t}.json",))
