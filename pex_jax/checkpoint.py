@@ -205,14 +205,19 @@ def latest_run_state(run_dir: Path) -> Path | None:
 # --- Packed online checkpoints (committable; the replay rows are re-simulated on resume) ---
 
 
-def rows_digest(rows: dict) -> str:
-    """sha256 of the replay rows (a state dict of arrays): what a re-simulation has to reproduce exactly."""
+def arrays_sha256(arrays: dict) -> str:
+    """sha256 of named arrays in the given order (names, dtypes and shapes included)."""
     h = hashlib.sha256()
-    for name in sorted(rows):
-        a = np.ascontiguousarray(rows[name])
+    for name, value in arrays.items():
+        a = np.ascontiguousarray(value)
         h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def rows_digest(rows: dict) -> str:
+    """sha256 of the replay rows (a state dict of arrays): what a re-simulation has to reproduce exactly."""
+    return arrays_sha256({name: rows[name] for name in sorted(rows)})
 
 
 def _chunk_name(lo: int, hi: int) -> str:
@@ -253,7 +258,7 @@ def pack_run_state(path: Path, previous: Path | None = None) -> Path:
     actions = np.asarray(buffer["rows"]["actions"])
     files, chunks = {}, []
     if previous is not None:
-        _, old_host = load_run_state(previous)
+        old_host = json.loads((Path(previous) / "host.json").read_text())  # its chunks are read one by one below
         for lo, hi in old_host["packed"]["chunks"]:
             data = (Path(previous) / _chunk_name(lo, hi)).read_bytes()
             if hi > step or data != _npy(actions[:, :, lo:hi]):

@@ -8,22 +8,15 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
-import numpy as np
-
+from pex_jax.checkpoint import arrays_sha256
 from pex_jax.data.d4rl import is_d4rl_id
 from pex_jax.data.minari import DatasetInfo, Transitions, load_dataset
 
 
 def transitions_sha256(data: Transitions) -> str:
     """sha256 of the flat transitions: what a run trains on, whatever file or generator they came from."""
-    h = hashlib.sha256()
-    for field in dataclasses.fields(data):
-        a = np.ascontiguousarray(getattr(data, field.name))
-        h.update(f"{field.name}:{a.dtype.str}:{a.shape};".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+    return arrays_sha256({field.name: getattr(data, field.name) for field in dataclasses.fields(data)})
 
 
 def load_transitions(dataset_id: str, download: bool | None = None, progress: bool = True

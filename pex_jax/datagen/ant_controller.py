@@ -109,7 +109,7 @@ class Controller:
     def act(self, obs: np.ndarray) -> np.ndarray:
         """tanh of the policy's mean (`agents.sac.mode`), on the action grid, as float32."""
         h = np.asarray(obs, np.float32).astype(np.float64)
-        for kernel, bias in self._layers:  # einsum, not BLAS: BLAS threads spin on a busy machine (3x slower)
+        for kernel, bias in self._layers:  # einsum, not BLAS: BLAS threads spin on a busy machine
             h = np.maximum(np.einsum("bi,io->bo", h, kernel) + bias, 0.0)
         mean = np.tanh(np.einsum("bi,io->bo", h, self._mean[0]) + self._mean[1])
         return (np.round(mean / ACTION_GRID) * ACTION_GRID).astype(np.float32)

@@ -251,11 +251,10 @@ def replay_rows(tasks: list[OnlineTask], seeds: list[int], dims: Dims, actions: 
             "terminals": terminals.reshape(shape)}
 
 
-def unpack_rows(tasks: list[OnlineTask], seeds: list[int], dims: Dims, raw: dict, host: dict, config) -> dict:
+def unpack_rows(tasks: list[OnlineTask], seeds: list[int], dims: Dims, raw: dict, host: dict, boundaries: list[int],
+                config) -> dict:
     """The full replay rows of a packed checkpoint, re-simulated and checked against its digest."""
-    step = int(host["step"])
-    boundaries = host.get("boundaries") or default_boundaries(step, int(config.checkpoint_every))
-    print(f"resume: re-simulating {step} online steps of replay from the packed checkpoint", flush=True)
+    print(f"resume: re-simulating {host['step']} online steps of replay from the packed checkpoint", flush=True)
     rows = replay_rows(tasks, seeds, dims, np.asarray(raw["buffer"]["actions"]), boundaries,
                        default_workers(int(config.env_workers), len(tasks) * len(seeds)),
                        float(config.worker_timeout), bool(config.progress))
@@ -366,18 +365,20 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
         raw, host = resume_from
         states = checkpoint.restore_into(states, raw["states"])
         keys = jnp.asarray(raw["keys"])
-        rows = unpack_rows(tasks, seeds, dims, raw, host, config) if "packed" in host else raw["buffer"]["rows"]
+        start = int(host["step"])
+        boundaries = list(host.get("boundaries") or default_boundaries(start, int(config.checkpoint_every)))
+        rows = (unpack_rows(tasks, seeds, dims, raw, host, boundaries, config) if "packed" in host
+                else raw["buffer"]["rows"])
         size = int(raw["buffer"]["size"])
         buffer = buffer.replace(
             data=jax.tree.map(lambda buf, r: buf.at[:, :, : r.shape[2]].set(r), buffer.data,
                               checkpoint.restore_into(buffer.data, rows)),
             size=jnp.asarray(size, jnp.int32), ptr=jnp.asarray(int(raw["buffer"]["ptr"]), jnp.int32))
-        stats, start = EpisodeStats(n, host["stats"]), int(host["step"])
+        stats = EpisodeStats(n, host["stats"])
         for t, ot in enumerate(tasks):
             ot.last_eval = from_scores(host["last_eval"][t])
             ot.step0_eval = from_scores(host["step0_eval"][t])
         pending_eval = host.get("pending_eval")
-        boundaries = list(host.get("boundaries") or default_boundaries(start, int(config.checkpoint_every)))
     unique, index = unique_datasets([ot.dataset for ot in tasks])  # grid points of a task share its data
     datasets, unique_rows = stack_datasets(unique)
     rows, hps = unique_rows[index], jax.device_put(stack_hparams([ot.config for ot in tasks]))  # uploaded once
