@@ -34,7 +34,7 @@ SCALE = [
 COMMON = ["--config.log_every=1000", "--config.checkpoint_every=10000", "--config.progress=False"]
 # The long runs (`--scale=paper`): the reference's cadence (offline and online evaluations every 10k; headline
 # evaluations keep 30 episodes, the reference: 100; interim ones 10) and, per task, (offline updates, online steps):
-# medium-play at the reference's 1M + 1M; umaze from the study's 100k offline checkpoint to 300k online steps (far
+# medium-play at the reference's 1M + 1M; umaze at the study's 100k offline updates, then 300k online steps (far
 # enough to see where PEX ends on the easiest maze; the reference's 1M + 1M for any other task). Run directories live
 # in the repository (docs/results/antmaze_paper_runs, the newest checkpoint only), so the run goes on across machines:
 # commit them, and the same command on a fresh clone resumes. Online checkpoints hold the replay buffer (umaze:
