@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pex_jax import checkpoint
 from pex_jax.tools.report import (
     LAST_EVAL,
     algo_colors,
@@ -94,10 +95,72 @@ def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None
             summary = json.loads((run / SUMMARY_FILE).read_text())
         except (OSError, ValueError):  # an unfinished run shown on request has none
             summary = {}
-        study[run.parent.name][run.name] = {"config": cfg, "summary": summary if isinstance(summary, dict) else {},
-                                            "status": status,
+        summary = summary if isinstance(summary, dict) else {}
+        study[run.parent.name][run.name] = {"config": cfg, "summary": summary, "status": status,
+                                            "compute": run_compute(run, summary),
                                             "offline": _evals(lines, "offline"), "online": _evals(lines, "online")}
     return {task: study[task] for task in sorted(study, key=lambda t: _task_key(t, DOMAINS[domain][0]))}
+
+
+def run_compute(run: Path, summary: dict) -> dict:
+    """What a run has cost in wall clock: summary.json's `compute_s` (all its processes) once it finished,
+    else its newest checkpoint's (the work a resume keeps); a summary from before runs carried a clock gives
+    its last process only (`wall_s`). Keys: seconds (None: untimed), counted_from (a checkpoint's
+    {"phase", "step"}, "last process", or None: since the start), shared_by (runs of the same process)."""
+    t = summary.get("timing", {}) if isinstance(summary.get("timing"), dict) else {}
+    out = {"seconds": None, "counted_from": None, "shared_by": t.get("shared_by")}
+    if "compute_s" in t:
+        return out | {"seconds": float(t["compute_s"]), "counted_from": t.get("compute_counted_from")}
+    hosts = []
+    for path in (run / checkpoint.RUN_DIR).glob("*/host.json"):
+        try:
+            hosts.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue
+    hosts = [h for h in hosts if "compute_s" in h]
+    if hosts:
+        newest = max(hosts, key=lambda h: (h.get("phase") == "online", int(h.get("step", 0))))
+        return out | {"seconds": float(newest["compute_s"]), "counted_from": newest.get("compute_counted_from")}
+    if t.get("wall_s"):
+        return out | {"seconds": float(t["wall_s"]), "counted_from": "last process"}
+    return out
+
+
+def compute_line(study: dict) -> list[str]:
+    """The compute paragraph: the wall clock of every run over all its processes, a process shared by
+    several runs (a grid's points, tasks trained together) counted once, and which runs are partly counted."""
+    processes: dict[tuple, float | None] = {}
+    partly, last_only = [], 0
+    for task, algos in study.items():
+        for algo, run in algos.items():
+            c = run["compute"]
+            grid = run["config"].get("grid")
+            key = (("shared", *c["shared_by"]) if c["shared_by"] else
+                   (task, algo.split("@", 1)[0], grid) if grid else (task, algo))
+            if c["seconds"] is None:
+                processes.setdefault(key, None)
+                continue
+            processes[key] = max(processes.get(key) or 0.0, c["seconds"])
+            if c["counted_from"] == "last process":
+                last_only += 1
+            elif c["counted_from"]:
+                partly.append(f"{task} / {algo} from {c['counted_from']['phase']} step {c['counted_from']['step']:,}")
+    total = sum(w for w in processes.values() if w)
+    untimed = sum(1 for w in processes.values() if w is None)
+    runs = sum(len(algos) for algos in study.values())
+    text = (f"Compute: {total / 3600:.2f} h of wall clock over {runs} runs in {len(processes)} process group(s) "
+            "(`timing.compute_s` in summary.json, or in the newest checkpoint of a run that has not finished: the "
+            "wall clock of all of a run's processes, carried from checkpoint to checkpoint; a process shared by "
+            "several runs counted once).")
+    if partly:
+        text += (" Counted from a checkpoint written before runs carried a clock, so without the processes before "
+                 f"it: {'; '.join(partly)}.")
+    if last_only:
+        text += (f" {last_only} run(s) ended before runs carried this clock: their time is their last process "
+                 "only (`timing.wall_s`), without any process before a resume.")
+    if untimed:
+        text += f" {untimed} process group(s) have no timing and are not counted."
+    return [text]
 
 
 def _stat(values) -> str:
@@ -193,20 +256,7 @@ def tables(study: dict, left_out: list[str] | None = None) -> str:
                 "|---|---|" + "---|" * len(steps)]
         for (task, algo), c in curves.items():
             out.append(f"| {task} | {algo} | " + " | ".join(f"{c[t]:.1f}" if t in c else "–" for t in steps) + " |")
-    processes: dict[tuple, float | None] = {}  # a grid's points ran in one process: its wall clock counts once
-    for task, algos in study.items():
-        for algo, run in algos.items():
-            grid = run["config"].get("grid")
-            key = (task, algo.split("@", 1)[0], grid) if grid else (task, algo)
-            w = run["summary"].get("timing", {}).get("wall_s")
-            processes[key] = max(processes.get(key) or 0.0, w) if w else processes.get(key)
-    total = sum(w for w in processes.values() if w)
-    untimed = sum(1 for w in processes.values() if not w)
-    runs = sum(len(algos) for algos in study.values())
-    out += ["", f"Compute: {total / 3600:.2f} h of wall clock over {runs} runs in {len(processes)} process(es) "
-            "(summary.json `timing.wall_s`, which times a run's last process: a resumed run's earlier processes "
-            "are not counted; the points of a grid share one process)."
-            + (f" {untimed} process(es) have no timing and are not counted." if untimed else "")]
+    out += ["", *compute_line(study)]
     if left_out:
         out += ["", *(f"- {line}" for line in left_out)]
     return "\n".join(out) + "\n"

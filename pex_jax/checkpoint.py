@@ -132,9 +132,14 @@ def check_offline(path: str | Path, expect: dict, seeds: list[int]) -> tuple[Pat
     return p, meta
 
 
+def offline_meta(path: str | Path) -> dict:
+    """An offline checkpoint's metadata (seeds, dataset, networks, final evaluation, run clock)."""
+    return _read_meta(resolve_offline_path(path))
+
+
 def offline_final_scores(path: str | Path, seeds: list[int]) -> dict | None:
     """The pre-training's last evaluation (normalized score, success rate) for `seeds`, if recorded."""
-    meta = _read_meta(resolve_offline_path(path))
+    meta = offline_meta(path)
     final = meta.get("final_eval")
     if not final or any(s not in meta["seeds"] for s in seeds):
         return None

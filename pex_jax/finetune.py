@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from pex_jax.runner.cli import tasks_main, validate_config
 from pex_jax.runner.common import (
     INIT_STREAM,
     SCORE_NAMES,
+    RunClock,
     announce_task,
     call_groups,
     format_table,
@@ -163,10 +163,10 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
         offline_states = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *offline) if offline else None
         evals = EvalScheduler(targets, default_eval_workers(int(config.eval_workers)), float(config.worker_timeout))
         guard.callback(evals.close)
-        t_run = time.perf_counter()
+        clock = RunClock.resumed(host)
         try:
             run_online(spec, config, seeds, dims, tasks, offline_states, evals, group_dir,
-                       int(config.offline_steps) if spec.offline_phase else 0,
+                       int(config.offline_steps) if spec.offline_phase else 0, clock,
                        resume_from=(raw, host) if raw is not None else None, stop=stop)
         except BaseException as e:
             failing = getattr(e, "task_index", 0)  # the task whose check failed
@@ -178,10 +178,10 @@ def _finetune_group(spec, configs, loaded, seeds, dims: Dims, run_dir: Path, dir
                 else:
                     ot.logger.close(status=status, detail=detail)
             raise
-        wall = time.perf_counter() - t_run
         summaries = {}
         for ot, info in zip(tasks, infos, strict=True):
-            summaries[entry_name(ot.config)] = finish_task(ot, info, seeds, spec, timing(wall, evals))
+            summaries[entry_name(ot.config)] = finish_task(ot, info, seeds, spec,
+                                                           timing(clock, evals, [entry_name(c) for c in configs]))
         return summaries
 
 

@@ -40,6 +40,7 @@ from pex_jax.runner.common import (
     INIT_STREAM,
     OFFLINE_STREAM,
     SCORE_NAMES,
+    RunClock,
     announce_task,
     call_groups,
     check_finite,
@@ -54,6 +55,7 @@ from pex_jax.runner.common import (
     scores_of,
     seed_keys,
     shared_dataset_batches,
+    timing,
     unalias,
 )
 from pex_jax.runner.evaluation import EvalScheduler, EvalTarget, default_eval_workers
@@ -244,6 +246,7 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
     saved_at = done
 
     evals = EvalScheduler(targets, default_eval_workers(int(config.eval_workers)), float(config.worker_timeout))
+    clock = RunClock.resumed(host)
 
     def evaluate(step: int) -> None:
         """One evaluation round of every task (in the background with eval workers)."""
@@ -263,8 +266,8 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
         if pending_step is None:
             evals.collect()
         return checkpoint.save_run_state(group_dir, "offline", done, {"states": states, "keys": keys},
-                                         {"last_eval": [scores_of(r) for r in last], "pending_eval": pending_step},
-                                         int(config.keep_checkpoints))
+                                         {"last_eval": [scores_of(r) for r in last], "pending_eval": pending_step,
+                                          **clock.record()}, int(config.keep_checkpoints))
 
     metrics = None
     try:
@@ -306,13 +309,11 @@ def _pretrain_group(configs, loaded, tasks, seeds, dims: Dims, run_dir: Path, re
         for i, c in enumerate(configs):
             task_states = jax.tree.map(lambda x, i=i: x[i], states)
             checkpoint.save_offline(dirs[i] / checkpoint.OFFLINE_DIR, task_states,
-                                    offline_meta(c, seeds, dims) | {"final_eval": scores_of(last[i])})
+                                    offline_meta(c, seeds, dims) | {"final_eval": scores_of(last[i])} | clock.record())
             scores = last[i].normalized_score if last[i] is not None else np.full(len(seeds), np.nan)
             loggers[i].summary({"final/normalized_score": scores, "offline/normalized_score": scores},
                                {"score": SCORE_NAMES[tasks[i].score], "data_source": loaded[i][1].source,
-                                "timing": {"eval_s": round(evals.eval_seconds, 2),
-                                           "eval_blocking_s": round(evals.blocked_seconds, 2),
-                                           "eval_env_steps": evals.env_steps, "eval_workers": evals.workers}})
+                                "timing": timing(clock, evals, [entry_name(c) for c in configs])})
             summaries[entry_name(c)] = json.loads((dirs[i] / SUMMARY_FILE).read_text())
             print(f"\n{SCORE_NAMES[tasks[i].score]} for {entry_name(c)} / offline:\n"
                   f"{format_table([('offline (end)', seeds, scores)])}\n", flush=True)

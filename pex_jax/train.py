@@ -38,6 +38,7 @@ from pex_jax.runner.common import (
     INIT_STREAM,
     OFFLINE_STREAM,
     SCORE_NAMES,
+    RunClock,
     announce_task,
     check_finite,
     dataset_batch,
@@ -70,7 +71,7 @@ def default_run_dir(config) -> Path:
 
 
 def offline_phase(config, seeds, dims, dataset: Batch, evals: EvalScheduler, logger: RunLogger, run_dir: Path,
-                  resume_from: tuple[dict, dict] | None = None, stop: StopRequest | None = None):
+                  clock: RunClock, resume_from: tuple[dict, dict] | None = None, stop: StopRequest | None = None):
     """Offline IQL: K updates per jit call (lax.scan), vmapped over seeds; evaluate every N updates.
 
     With `checkpoint_every > 0`, the full state (params, optimizer states, targets, keys) is
@@ -124,8 +125,8 @@ def offline_phase(config, seeds, dims, dataset: Batch, evals: EvalScheduler, log
                 check_finite(metrics, seeds, "offline", done)  # never checkpoint a diverged state
                 evals.collect()  # its lines are logged before the checkpoint, so a resume keeps them
                 path = checkpoint.save_run_state(run_dir, "offline", done, {"states": states, "keys": keys},
-                                                 {"last_eval": scores_of(last_eval), "pending_eval": None},
-                                                 int(config.keep_checkpoints))
+                                                 {"last_eval": scores_of(last_eval), "pending_eval": None,
+                                                  **clock.record()}, int(config.keep_checkpoints))
             bar.close()
             raise stop.preempted("offline", done, path)
         next_stop = min(total, (done // every + 1) * every)
@@ -141,8 +142,8 @@ def offline_phase(config, seeds, dims, dataset: Batch, evals: EvalScheduler, log
             if config.checkpoint_every > 0 and done < total:
                 pending = done if evals.background else None
                 checkpoint.save_run_state(run_dir, "offline", done, {"states": states, "keys": keys},
-                                          {"last_eval": scores_of(last_eval), "pending_eval": pending},
-                                          int(config.keep_checkpoints))
+                                          {"last_eval": scores_of(last_eval), "pending_eval": pending,
+                                           **clock.record()}, int(config.keep_checkpoints))
                 saved_at = done
     evals.collect()
     bar.close()
@@ -257,7 +258,12 @@ def _run(config: ml_collections.ConfigDict, seeds: list[int], run_dir: Path, sto
     evals = EvalScheduler([EvalTarget(task, info, tuple(seeds), int(config.eval_episodes),
                                       int(config.eval_parallel_envs), dims, config.to_dict())],
                           default_eval_workers(int(config.eval_workers)), float(config.worker_timeout))
-    t_run = time.perf_counter()
+    if resume_state:
+        clock = RunClock.resumed(resume_state[1])
+    elif offline_done:
+        clock = RunClock.resumed(checkpoint.offline_meta(own_offline), {"phase": "online", "step": 0})
+    else:
+        clock = RunClock()
     table = []
     summary: dict = {"task": config.task, "algo": config.algo, "seeds": seeds, "dataset_id": config.dataset_id}
     phase = resume_state[1]["phase"] if resume_state else None
@@ -278,10 +284,10 @@ def _run(config: ml_collections.ConfigDict, seeds: list[int], run_dir: Path, sto
             else:
                 with stop.polled():  # a stop after the last chunk ends the run once offline_ckpt is written
                     offline_states, offline_eval = offline_phase(
-                        config, seeds, dims, dataset, evals, logger, run_dir,
+                        config, seeds, dims, dataset, evals, logger, run_dir, clock,
                         resume_from=resume_state if phase == "offline" else None, stop=stop)
                     checkpoint.save_offline(own_offline, offline_states, offline_meta(config, seeds, dims)
-                                            | {"final_eval": scores_of(offline_eval)})
+                                            | {"final_eval": scores_of(offline_eval)} | clock.record())
             if offline_eval is not None:
                 table.append(("offline (end)", seeds, offline_eval.normalized_score))
                 summary["offline/normalized_score"] = offline_eval.normalized_score.tolist()
@@ -289,7 +295,7 @@ def _run(config: ml_collections.ConfigDict, seeds: list[int], run_dir: Path, sto
             one = OnlineTask(config, task, dataset, logger, reward_transform, offline_eval=offline_eval)
             run_online(spec, config, seeds, dims, [one],
                        None if offline_states is None else jax.tree.map(lambda x: x[None], offline_states),
-                       evals, run_dir, offline_step, resume_from=resume_state if phase == "online" else None,
+                       evals, run_dir, offline_step, clock, resume_from=resume_state if phase == "online" else None,
                        stop=stop)
             online_eval, step0_eval = one.last_eval, one.step0_eval
             table.append((f"online {spec.name} (end)", seeds, online_eval.normalized_score))
@@ -301,9 +307,8 @@ def _run(config: ml_collections.ConfigDict, seeds: list[int], run_dir: Path, sto
         summary["final/normalized_score"] = final.tolist()
         summary["final/normalized_score_mean"] = float(final.mean())
         summary["final/normalized_score_std"] = float(final.std())
-        wall = time.perf_counter() - t_run
         info_out = {"score": SCORE_NAMES[task.score], "data_source": info.source,
-                    "timing": timing(wall, evals)}
+                    "timing": timing(clock, evals)}
         summary.update(info_out)
         finals = {"final/normalized_score": final}
         if offline_eval:

@@ -65,9 +65,12 @@ def test_a_run_resumed_from_a_packed_checkpoint_equals_the_uninterrupted_run(fin
     packed = _only_packed_at(run_dir, 400)
     _, host = checkpoint.load_run_state(packed)
     assert host["boundaries"] == [0, 200]  # every reset of the phase, as the replay needs them
+    assert host["compute_s"] > 0 and host["compute_counted_from"] is None  # the run clock travels with it
 
     resumed = run(tiny_config(tmp_path, **ONLINE, resume="auto"))
     assert resumed["final/normalized_score"] == ref["final/normalized_score"]
+    timing = resumed["timing"]  # the first process to its 400-step checkpoint, then the resumed one
+    assert timing["compute_s"] == pytest.approx(host["compute_s"] + timing["wall_s"], abs=0.02)
     assert _evals(run_dir) == _evals(base / "ref" / "run")  # every evaluation after 400 again, bit-equal
 
 

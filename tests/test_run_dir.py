@@ -16,6 +16,7 @@ from flax import serialization
 
 from pex_jax import checkpoint
 from pex_jax.errors import CheckpointError, ConfigError, DivergenceError
+from pex_jax.runner.common import RunClock
 from pex_jax.runner.run_dir import (
     Preempted,
     RunDirLocked,
@@ -436,11 +437,17 @@ def test_sigterm_during_offline_training_checkpoints_exits_preempted_and_resumes
     step = sigterm_at_first_checkpoint(_cli_flags(run_dir), env, run_dir, "offline")
     assert 1000 <= step < 3000
     assert not (run_dir / checkpoint.OFFLINE_DIR).exists()
+    first = checkpoint.load_run_state(checkpoint.latest_run_state(run_dir))[1]  # the first process's clock
+    assert first["compute_s"] > 0 and first["compute_counted_from"] is None
 
     done = subprocess.run([*_cli_flags(run_dir), "--config.resume=auto"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished"
+    timing = summary["timing"]  # both processes: the first up to its stop checkpoint, then the resumed one
+    assert timing["compute_counted_from"] is None
+    assert timing["compute_s"] == pytest.approx(first["compute_s"] + timing["wall_s"], abs=0.02)
 
     reference = get_config("umaze")
     for k, v in {**OFFLINE_ARGS, "dataset_id": TINY_ID, "run_dir": str(tmp_path / "ref")}.items():
@@ -450,6 +457,17 @@ def test_sigterm_during_offline_training_checkpoints_exits_preempted_and_resumes
     for a, b in zip(_leaves(run_dir / checkpoint.OFFLINE_DIR), _leaves(tmp_path / "ref" / checkpoint.OFFLINE_DIR),
                     strict=True):
         np.testing.assert_array_equal(a, b)  # bit-equal networks
+
+
+def test_the_run_clock_carries_on_from_a_checkpoint_and_counts_from_one_written_without_it():
+    assert RunClock.resumed(None).record()["compute_counted_from"] is None  # a run from its start
+    carried = RunClock.resumed({"phase": "online", "step": 20000, "compute_s": 3600.0, "compute_counted_from": None})
+    assert 3600.0 <= carried.record()["compute_s"] < 3601.0 and carried.record()["compute_counted_from"] is None
+    legacy = RunClock.resumed({"phase": "offline", "step": 90000})  # a checkpoint from before runs had a clock
+    assert legacy.record()["compute_s"] < 1.0
+    assert legacy.record()["compute_counted_from"] == {"phase": "offline", "step": 90000}
+    meta = RunClock.resumed({"seeds": [0]}, {"phase": "online", "step": 0})  # an offline checkpoint's meta
+    assert meta.record()["compute_counted_from"] == {"phase": "online", "step": 0}
 
 
 def test_a_stop_during_pretraining_checkpoints_records_preempted_and_a_resume_finishes(tmp_path, tiny_env,
@@ -480,6 +498,8 @@ def test_a_stop_during_pretraining_checkpoints_records_preempted_and_a_resume_fi
 
     pretrain(configs(resume="auto"), tmp_path / "pre", resume=True, memory_budget=1 << 40)
     assert finished(task_dir)
+    timing = json.loads((task_dir / "summary.json").read_text())["timing"]
+    assert timing["compute_s"] > timing["wall_s"] and timing["compute_counted_from"] is None  # both processes
     rows = [json.loads(line) for line in (task_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [(r["seed"], r["offline_step"]) for r in rows if "eval/normalized_score" in r]
     assert evals == [(0, 100), (1, 100), (0, 200), (1, 200), (0, 300), (1, 300)]

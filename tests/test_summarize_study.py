@@ -73,8 +73,32 @@ def test_the_points_of_a_grid_count_their_one_process_once(tmp_path):
         run = write_run(tmp_path, "umaze", f"pex@inv_temperature={t}", online={0: [20.0, 90.0]})
         (run / "config.json").write_text(json.dumps({"algo": "pex", "grid": "inv_temperature=30,100"}))
     text = summary.tables(summary.load_study(tmp_path))
-    assert "0.02 h of wall clock over 2 runs in 1 process(es)" in text  # 60 s, not 120 s
+    assert "0.02 h of wall clock over 2 runs in 1 process group(s)" in text  # 60 s, not 120 s
     assert text.index("pex@inv_temperature=30 |") < text.index("pex@inv_temperature=100 |")  # by value
+
+
+def test_compute_sums_every_process_of_resumed_runs_counts_a_shared_process_once_and_names_partial_counts(
+        tmp_path):
+    def timed(algo, timing, online=None):
+        run = write_run(tmp_path, "umaze", algo, online=online or {0: [10.0, 20.0]})
+        (run / "summary.json").write_text(json.dumps({"timing": timing}))
+        return run
+
+    timed("offline", {"wall_s": 60.0, "compute_s": 3600.0, "compute_counted_from": None})  # resumed: 1 h in all
+    for algo in ("pex", "direct"):  # trained in one call: one process
+        timed(algo, {"wall_s": 1800.0, "compute_s": 1800.0, "compute_counted_from": None,
+                     "shared_by": ["umaze-direct", "umaze-pex"]})
+    running = timed("buffer", {})
+    (running / "summary.json").unlink()
+    for step, seconds in ((10000, 360.0), (20000, 720.0)):  # the newest checkpoint's clock counts
+        ckpt = running / "checkpoints" / f"online-{step:012d}-packed"
+        ckpt.mkdir(parents=True)
+        (ckpt / "host.json").write_text(json.dumps({"phase": "online", "step": step, "compute_s": seconds,
+                                                    "compute_counted_from": {"phase": "online", "step": 5000}}))
+    text = summary.tables(summary.load_study(tmp_path, include_unfinished=True))
+    assert "1.70 h of wall clock over 4 runs in 3 process group(s)" in text  # 3600 + 1800 + 720 s
+    assert "without the processes before it: umaze / buffer from online step 5,000." in text
+    assert "last process only" not in text and "no timing" not in text
 
 
 def test_algos_filter_keeps_the_offline_row_and_tags_the_outputs(study_root, tmp_path):
@@ -122,7 +146,7 @@ def test_include_unfinished_marks_the_algo_and_labels_final_as_the_last_eval(stu
     assert "| umaze | direct [unfinished] | 60 | 1 | – | – | last eval 1 |" in text  # per seed
     assert "| umaze | pex | 2 | 70.0 ± 10.0 | 45.0 ± 25.0 | 20.0 ± 20.0 | 20.0 ± 20.0 | 95.0 ± 5.0 |" in text
     assert "left out" not in text
-    assert "over 4 runs in 4 process(es)" in text and "1 process(es) have no timing" in text
+    assert "over 4 runs in 4 process group(s)" in text and "1 process group(s) have no timing" in text
 
 
 def test_diverged_run_is_shown_with_its_seed_and_step(study_root, tmp_path, capsys):

@@ -1,5 +1,8 @@
 """Pieces every phase of the engine shares: PRNG streams, device datasets, divergence checks,
-host-side metrics and the evaluation scores kept in checkpoints."""
+host-side metrics, the evaluation scores and the run clock kept in checkpoints."""
+
+import dataclasses
+import time
 
 import jax
 import jax.numpy as jnp
@@ -109,12 +112,49 @@ def seed_keys(seeds: list[int], stream: int) -> jax.Array:
     return jnp.stack([jax.random.fold_in(jax.random.PRNGKey(s), stream) for s in seeds])
 
 
-def timing(wall: float, evals: EvalScheduler) -> dict:
-    """summary.json's timing: wall clock, evaluation work, and the share training waited for it."""
-    return {"wall_s": round(wall, 2), "eval_s": round(evals.eval_seconds, 2),
+@dataclasses.dataclass
+class RunClock:
+    """Wall clock of a run over all its processes. Every checkpoint carries it, so a run stopped and resumed
+    across sessions and machines reports what the result cost (`compute_s`), not only its last process.
+
+    `counted_from` is None when every process since the run's start was counted; otherwise the checkpoint
+    ({"phase", "step"}) the count starts at, because it was written before runs carried a clock."""
+
+    before_s: float = 0.0
+    counted_from: dict | None = None
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    @classmethod
+    def resumed(cls, record: dict | None, at: dict | None = None) -> "RunClock":
+        """The clock of the checkpoint a run resumes from (host.json, or an offline checkpoint's meta with
+        `at` naming where it stands). Without a clock there, counting starts at that checkpoint. No record:
+        a run from its start."""
+        if record is None:
+            return cls()
+        if "compute_s" in record:
+            return cls(float(record["compute_s"]), record.get("compute_counted_from"))
+        return cls(0.0, dict(at) if at is not None else {"phase": record["phase"], "step": int(record["step"])})
+
+    @property
+    def wall_s(self) -> float:
+        """This process's wall clock since the run (re)started."""
+        return time.perf_counter() - self.started
+
+    def record(self) -> dict:
+        """The fields a checkpoint and summary.json carry."""
+        return {"compute_s": round(self.before_s + self.wall_s, 2), "compute_counted_from": self.counted_from}
+
+
+def timing(clock: RunClock, evals: EvalScheduler, shared_by: list[str] | None = None) -> dict:
+    """summary.json's timing: this process's wall clock, the run's over all its processes (`compute_s`),
+    evaluation work, and the share training waited for it. `shared_by` names the runs trained in the same
+    call (several tasks in one process), so that reports count their clock once."""
+    wall = clock.wall_s
+    return {"wall_s": round(wall, 2), **clock.record(), "eval_s": round(evals.eval_seconds, 2),
             "eval_blocking_s": round(evals.blocked_seconds, 2),
             "eval_share": round(evals.blocked_seconds / max(wall, 1e-9), 4),
-            "eval_env_steps": evals.env_steps, "eval_workers": evals.workers}
+            "eval_env_steps": evals.env_steps, "eval_workers": evals.workers,
+            **({"shared_by": sorted(shared_by)} if shared_by and len(shared_by) > 1 else {})}
 
 
 # --- Run records ---

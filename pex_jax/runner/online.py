@@ -57,6 +57,7 @@ from pex_jax.rollout import goal_terminals
 from pex_jax.runner.common import (
     ONLINE_INIT_STREAM,
     ONLINE_STREAM,
+    RunClock,
     check_finite,
     eval_episodes,
     from_scores,
@@ -340,13 +341,14 @@ def _join(trees: list[Any], join=jnp.concatenate) -> Any:
 
 
 def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list[OnlineTask], offline_states,
-               evals: EvalScheduler, ckpt_dir: Path, offline_step: int, resume_from: tuple[dict, dict] | None = None,
-               stop=None) -> None:
+               evals: EvalScheduler, ckpt_dir: Path, offline_step: int, clock: RunClock,
+               resume_from: tuple[dict, dict] | None = None, stop=None) -> None:
     """Online fine-tuning of every task x seed in one loop; fills each task's `last_eval` / `step0_eval`.
 
     `offline_states` has leading (tasks, seeds) axes (None for algorithms without warm start, and on
-    resume). `evals` holds one evaluation target per task, in the same order. `stop` (optional) has a
-    `requested` flag: when set, the loop checkpoints (if enabled) and raises its `Preempted`.
+    resume). `evals` holds one evaluation target per task, in the same order. `clock` is the run's wall
+    clock over its processes; every checkpoint carries it. `stop` (optional) has a `requested` flag: when
+    set, the loop checkpoints (if enabled) and raises its `Preempted`.
 
     With `pipeline_lanes` > 1 the seeds are split into lanes: while the device updates one lane, the
     envs of the others step. Every agent keeps its own keys, data and order of operations; only the
@@ -475,7 +477,8 @@ def run_online(spec: AlgoSpec, config, seeds: list[int], dims: Dims, tasks: list
             "stats": stats.state(), "pending_eval": pending_eval, "boundaries": boundaries,
             "last_eval": [scores_of(ot.last_eval) for ot in tasks],
             "offline_eval": [scores_of(ot.offline_eval) for ot in tasks],
-            "step0_eval": [scores_of(ot.step0_eval) for ot in tasks]}, int(config.keep_checkpoints))
+            "step0_eval": [scores_of(ot.step0_eval) for ot in tasks], **clock.record()},
+            int(config.keep_checkpoints))
 
     polled = stop.polled() if stop is not None else contextlib.nullcontext()
     try:
