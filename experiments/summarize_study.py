@@ -111,16 +111,13 @@ def run_compute(run: Path, summary: dict) -> dict:
     out = {"seconds": None, "counted_from": None, "shared_by": t.get("shared_by")}
     if "compute_s" in t:
         return out | {"seconds": float(t["compute_s"]), "counted_from": t.get("compute_counted_from")}
-    hosts = []
-    for path in (run / checkpoint.RUN_DIR).glob("*/host.json"):
-        try:
-            hosts.append(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            continue
-    hosts = [h for h in hosts if "compute_s" in h]
-    if hosts:
-        newest = max(hosts, key=lambda h: (h.get("phase") == "online", int(h.get("step", 0))))
-        return out | {"seconds": float(newest["compute_s"]), "counted_from": newest.get("compute_counted_from")}
+    newest = checkpoint.latest_run_state(run)
+    try:
+        host = json.loads((newest / "host.json").read_text()) if newest else {}
+    except (OSError, ValueError):
+        host = {}
+    if "compute_s" in host:
+        return out | {"seconds": float(host["compute_s"]), "counted_from": host.get("compute_counted_from")}
     if t.get("wall_s"):
         return out | {"seconds": float(t["wall_s"]), "counted_from": "last process"}
     return out

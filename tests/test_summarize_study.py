@@ -93,6 +93,7 @@ def test_compute_sums_every_process_of_resumed_runs_counts_a_shared_process_once
     for step, seconds in ((10000, 360.0), (20000, 720.0)):  # the newest checkpoint's clock counts
         ckpt = running / "checkpoints" / f"online-{step:012d}-packed"
         ckpt.mkdir(parents=True)
+        (ckpt / "state.msgpack").write_bytes(b"")
         (ckpt / "host.json").write_text(json.dumps({"phase": "online", "step": step, "compute_s": seconds,
                                                     "compute_counted_from": {"phase": "online", "step": 5000}}))
     text = summary.tables(summary.load_study(tmp_path, include_unfinished=True))

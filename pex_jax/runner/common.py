@@ -140,9 +140,10 @@ class RunClock:
         """This process's wall clock since the run (re)started."""
         return time.perf_counter() - self.started
 
-    def record(self) -> dict:
-        """The fields a checkpoint and summary.json carry."""
-        return {"compute_s": round(self.before_s + self.wall_s, 2), "compute_counted_from": self.counted_from}
+    def record(self, wall: float | None = None) -> dict:
+        """The fields a checkpoint and summary.json carry (`wall`: this process's, if already read)."""
+        wall = self.wall_s if wall is None else wall
+        return {"compute_s": round(self.before_s + wall, 2), "compute_counted_from": self.counted_from}
 
 
 def timing(clock: RunClock, evals: EvalScheduler, shared_by: list[str] | None = None) -> dict:
@@ -150,7 +151,7 @@ def timing(clock: RunClock, evals: EvalScheduler, shared_by: list[str] | None = 
     evaluation work, and the share training waited for it. `shared_by` names the runs trained in the same
     call (several tasks in one process), so that reports count their clock once."""
     wall = clock.wall_s
-    return {"wall_s": round(wall, 2), **clock.record(), "eval_s": round(evals.eval_seconds, 2),
+    return {"wall_s": round(wall, 2), **clock.record(wall), "eval_s": round(evals.eval_seconds, 2),
             "eval_blocking_s": round(evals.blocked_seconds, 2),
             "eval_share": round(evals.blocked_seconds / max(wall, 1e-9), 4),
             "eval_env_steps": evals.env_steps, "eval_workers": evals.workers,
