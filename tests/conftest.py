@@ -3,6 +3,7 @@
 import atexit
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 
@@ -17,6 +18,14 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:  # set it to keep the cache be
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")  # tiny programs too
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "-1")
+
+# `make test ARGS='-k x'` puts its command-line variables (ARGS, TEST_WORKERS, ...) into the environment and
+# MAKEFLAGS, so the tests' own `make antmaze ...` calls would take `-k x` as the run's flags. The suite runs as if
+# pytest were started directly: those variables and make's own are dropped.
+_cmdline = re.split(r"(?<!\\) ", os.environ.get("MAKEFLAGS", "").partition(" -- ")[2])
+for _var in [a.split("=", 1)[0] for a in _cmdline if re.match(r"[A-Za-z_][A-Za-z0-9_]*=", a)] + [
+        "MAKEFLAGS", "MFLAGS", "MAKELEVEL"]:
+    os.environ.pop(_var, None)
 
 
 @pytest.fixture(scope="session", autouse=True)

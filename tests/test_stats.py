@@ -23,6 +23,23 @@ def test_iqm_mean_and_improvement_probability_match_the_hand_computed_values():
         assert interval.low <= interval.point <= interval.high
 
 
+def test_the_per_resample_statistics_equal_rliables_bit_for_bit():
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    for runs_x, runs_y, tasks in ((3, 3, 1), (3, 5, 2), (10, 10, 3), (7, 4, 5)):
+        x = rng.integers(0, 6, (runs_x, tasks)) * 10.0 / 3.0  # few distinct values: ties within and across
+        y = rng.integers(0, 6, (runs_y, tasks)) * 10.0 / 3.0
+        assert stats.iqm(x) == metrics.aggregate_iqm(x)
+        assert stats.probability_of_improvement(x, y) == metrics.probability_of_improvement(x, y)
+        assert stats.probability_of_improvement(x, x) == metrics.probability_of_improvement(x, x) == 0.5
+        u = rng.normal(size=(runs_x, tasks))
+        assert stats.iqm(u) == metrics.aggregate_iqm(u)
+    nan = np.array([[1.0, np.nan], [2.0, 3.0]])
+    assert np.isnan(stats.probability_of_improvement(nan, nan + 1)) and np.isnan(
+        metrics.probability_of_improvement(nan, nan + 1))
+
+
 def test_estimates_are_reproducible_and_leave_the_global_generator_alone():
     np.random.seed(123)
     before = np.random.get_state()[1].copy()

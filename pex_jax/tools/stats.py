@@ -9,7 +9,9 @@ Three seeds give a mean ± std that cannot say whether two algorithms differ. Re
 - performance profiles (the share of runs scoring above tau) as PNG.
 
 rliable draws its resamples from NumPy's global generator; every estimate here seeds it (and restores the
-caller's state), so a report is reproducible.
+caller's state), so a report is reproducible. The statistics evaluated on each resample are written here with the
+same NumPy operations as rliable's (`iqm`, `probability_of_improvement`), without scipy's per-call dispatch, which
+took most of a report's time (thousands of resamples x pairs); tests/test_stats.py checks they agree bit for bit.
 """
 
 from __future__ import annotations
@@ -49,6 +51,30 @@ def _seeded(seed: int) -> Iterator[None]:
         np.random.set_state(state)
 
 
+def iqm(scores: np.ndarray) -> float:
+    """The 25%-trimmed mean of all runs x tasks: scipy's trim_mean (which rliable's aggregate_iqm calls), same ops."""
+    a = np.ravel(np.asarray(scores, float))
+    cut = int(0.25 * a.size)
+    return np.mean(np.partition(a, (cut, a.size - cut - 1))[cut:a.size - cut])
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray) -> float:
+    """P(X > Y) averaged over tasks for (runs, tasks) arrays: rliable's Mann-Whitney U / (n_x n_y), ties count half.
+
+    U of `x` against `y` is the number of pairs with x > y plus half the tied pairs, so it is counted directly."""
+    probs = []
+    for t in range(x.shape[1]):
+        a, b = x[:, t], y[:, t]
+        if np.array_equal(a, b):
+            probs.append(0.5)
+        elif np.isnan(a).any() or np.isnan(b).any():
+            probs.append(np.nan)  # scipy's default nan_policy: propagate
+        else:
+            u = np.count_nonzero(a[:, None] > b[None, :]) + 0.5 * np.count_nonzero(a[:, None] == b[None, :])
+            probs.append(u / (a.size * b.size))
+    return np.mean(probs)
+
+
 def aggregate_intervals(scores: dict[str, np.ndarray], reps: int = REPS,
                         seed: int = SEED) -> dict[str, dict[str, Interval]]:
     """{name: (runs, tasks) final scores} -> {name: {"iqm": Interval, "mean": Interval}}.
@@ -56,10 +82,9 @@ def aggregate_intervals(scores: dict[str, np.ndarray], reps: int = REPS,
     IQM: the mean of the middle 50% of all runs x tasks (scipy's trim_mean, 25% cut each side); mean: the mean
     of the per-task means. Intervals: stratified bootstrap (runs resampled within each task)."""
     from rliable import library as rly
-    from rliable import metrics
 
     def both(x: np.ndarray) -> np.ndarray:
-        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
+        return np.array([iqm(x), np.mean(np.mean(x, axis=0), axis=0)])  # rliable's aggregate_mean: mean of task means
 
     out = {}
     for k, v in scores.items():  # each its own seeded stream: a configuration's interval does not depend on the others
@@ -74,11 +99,10 @@ def aggregate_intervals(scores: dict[str, np.ndarray], reps: int = REPS,
 def improvement_probability(x: np.ndarray, y: np.ndarray, reps: int = REPS, seed: int = SEED) -> Interval:
     """P(X > Y) for (runs, tasks) score arrays of X and Y over the same tasks, with its bootstrap interval."""
     from rliable import library as rly
-    from rliable import metrics
 
     with _seeded(seed):
         points, cis = rly.get_interval_estimates({"pair": (np.asarray(x, float), np.asarray(y, float))},
-                                                 metrics.probability_of_improvement, reps=reps,
+                                                 probability_of_improvement, reps=reps,
                                                  confidence_interval_size=CONFIDENCE)
     return Interval(float(np.ravel(points["pair"])[0]), float(np.ravel(cis["pair"][0])[0]),
                     float(np.ravel(cis["pair"][1])[0]))
