@@ -178,14 +178,17 @@ def save_run_state(run_dir: Path, phase: str, step: int, device_state: Any, host
     """Checkpoint everything needed to continue bit-identically: train states with optimizer states
     and targets, PRNG keys, replay rows, step counters and the host-side logger bookkeeping.
 
-    Written atomically as `<run_dir>/checkpoints/<phase>-<step:012d>/`; only the newest `keep` remain.
+    Written atomically as `<run_dir>/checkpoints/<phase>-<step:012d>/`; only the newest `keep` remain. Packed
+    copies are left alone: the next `pack_run_state` takes over their action chunks (so git stores each action
+    once) and `pex_jax.tools.pack_checkpoints` replaces them.
     """
     root = Path(run_dir) / RUN_DIR
     target = root / f"{phase}-{step:012d}"
     payload = serialization.msgpack_serialize(serialization.to_state_dict(jax.device_get(device_state)))
     host = {"phase": phase, "step": step, **host_state}
     _atomic_write_dir(target, {"state.msgpack": payload, "host.json": json.dumps(_jsonable(host)).encode()})
-    done = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_by_step)
+    done = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                   and not p.name.endswith(PACKED_SUFFIX)), key=_by_step)
     for old in done[: max(len(done) - max(keep, 1), 0)]:
         shutil.rmtree(old, ignore_errors=True)
     return target

@@ -92,3 +92,25 @@ def test_packing_refuses_a_replay_that_dropped_its_oldest_steps(tmp_path, tiny_e
     with pytest.raises(CheckpointError, match="300 of 400 online steps.*buffer_capacity"):
         checkpoint.pack_run_state(full)
     assert pack_checkpoints.main([str(tmp_path / "run")]) == 1
+
+
+
+def test_a_packed_copy_outlives_checkpoint_pruning_so_the_next_pack_stores_only_new_actions(
+        finished_runs, tmp_path, tiny_env):
+    base, _ = finished_runs
+    run_dir, root = tmp_path / "run", tmp_path / "run" / checkpoint.RUN_DIR
+    shutil.copytree(base / "ref" / "run", run_dir)
+    (run_dir / "summary.json").unlink()
+    for p in root.glob("online-*"):  # a machine that kept only the packed copy at 200
+        if p.name != f"online-{200:012d}":
+            shutil.rmtree(p)
+    packed = pack_checkpoints.pack_newest(root)
+    shutil.rmtree(root / f"online-{200:012d}")
+    old_chunk = {p.name: p.read_bytes() for p in packed.glob("actions-*")}
+    run(tiny_config(tmp_path, **{**ONLINE, "keep_checkpoints": 1}, resume="auto"))  # as the long runs are kept
+
+    assert sorted(p.name for p in root.iterdir()) == [packed.name, f"online-{400:012d}"]  # offline-100 pruned
+    newer = pack_checkpoints.pack_newest(root)
+    assert not packed.exists()  # replaced by the newer copy
+    assert sorted(p.name for p in newer.glob("actions-*")) == [*old_chunk, f"actions-{200:012d}-{400:012d}.npy"]
+    assert all((newer / name).read_bytes() == data for name, data in old_chunk.items())  # the same blob for git
