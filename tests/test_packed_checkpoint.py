@@ -94,7 +94,6 @@ def test_packing_refuses_a_replay_that_dropped_its_oldest_steps(tmp_path, tiny_e
     assert pack_checkpoints.main([str(tmp_path / "run")]) == 1
 
 
-
 def test_a_packed_copy_outlives_checkpoint_pruning_so_the_next_pack_stores_only_new_actions(
         finished_runs, tmp_path, tiny_env):
     base, _ = finished_runs
