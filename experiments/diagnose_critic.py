@@ -50,8 +50,8 @@ CHUNK = 50_000  # transitions per forward pass: bounds the activations' memory
 def regions(xy: np.ndarray, task_id: str | None, radius: float) -> dict[str, np.ndarray]:
     """Boolean masks over transitions by their xy: each play goal's disk, the evaluation goal's, and the rest.
 
-    Disks are assigned in that order, so the masks never overlap and together cover every transition. Not an
-    AntMaze task: one region, "all".
+    Disks are assigned in that order, so the masks never overlap and together cover every transition (umaze's
+    play goal sits on its evaluation goal, which is then empty). Not an AntMaze task: one region, "all".
     """
     if task_id not in TASKS:
         return {"all": np.ones(len(xy), bool)}
@@ -61,12 +61,8 @@ def regions(xy: np.ndarray, task_id: str | None, radius: float) -> dict[str, np.
     taken = np.zeros(len(xy), bool)
     masks = {}
     for name, centre in centres.items():
-        m = (np.linalg.norm(xy - centre, axis=1) < radius) & ~taken
-        if name in masks:  # a play goal in the evaluation goal's cell (umaze): one region
-            masks[name] |= m
-        else:
-            masks[name] = m
-        taken |= m
+        masks[name] = (np.linalg.norm(xy - centre, axis=1) < radius) & ~taken
+        taken |= masks[name]
     masks["elsewhere"] = ~taken
     return masks
 
