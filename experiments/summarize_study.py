@@ -44,7 +44,7 @@ from pex_jax.tools.report import (
 from pex_jax.tools.study_runs import FROM_OFFLINE
 from pex_jax.tools.tracking import METRICS_FILE, SUMMARY_FILE
 
-SCORE, PICK = "eval/normalized_score", "eval/offline_choice_rate"
+SCORE, PICK, Q_MEAN = "eval/normalized_score", "eval/offline_choice_rate", "train/q_mean"
 ORDER = ("offline", "pex", "direct", "buffer", "pex_sac", "sac")
 # domain -> (task order, y-axis label, y-limits or None for automatic)
 DOMAINS = {
@@ -73,12 +73,22 @@ def _evals(lines: list[dict], phase: str) -> dict[int, list[tuple[int, dict]]]:
     return {s: sorted(v, key=lambda x: x[0]) for s, v in out.items()}
 
 
+def _critic(lines: list[dict]) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """phase -> seed -> [(step, mean Q of the training batch)], from the training lines, in step order."""
+    out: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+    for r in lines:
+        if Q_MEAN in r and r.get("phase") in ("offline", "online"):
+            step = r["offline_step" if r["phase"] == "offline" else "online_step"]
+            out[r["phase"]][r["seed"]].append((int(step), float(r[Q_MEAN])))
+    return {ph: {s: sorted(v) for s, v in seeds.items()} for ph, seeds in out.items()}
+
+
 def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None = None,
                domain: str = "antmaze", include_unfinished: bool = False,
                left_out: list[str] | None = None) -> dict[str, dict[str, dict]]:
-    """task -> algo -> {"config", "summary", "status", "offline": evals, "online": evals} for every finished run
-    (only `tasks`, and only `algos` plus the offline row, when given). A run that did not finish is left out,
-    with a line appended to `left_out`, unless `include_unfinished`."""
+    """task -> algo -> {"config", "summary", "status", "offline": evals, "online": evals, "critic": training Q}
+    for every finished run (only `tasks`, and only `algos` plus the offline row, when given). A run that did not
+    finish is left out, with a line appended to `left_out`, unless `include_unfinished`."""
     study: dict[str, dict[str, dict]] = defaultdict(dict)
     for cfg_path in sorted(root.glob("*/*/config.json")):
         run = cfg_path.parent
@@ -98,7 +108,8 @@ def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None
         summary = summary if isinstance(summary, dict) else {}
         study[run.parent.name][run.name] = {"config": cfg, "summary": summary, "status": status,
                                             "compute": run_compute(run, summary),
-                                            "offline": _evals(lines, "offline"), "online": _evals(lines, "online")}
+                                            "offline": _evals(lines, "offline"), "online": _evals(lines, "online"),
+                                            "critic": _critic(lines)}
     return {task: study[task] for task in sorted(study, key=lambda t: _task_key(t, DOMAINS[domain][0]))}
 
 
@@ -221,8 +232,9 @@ def _means_by_step(per_seed: dict[int, list[tuple[int, float]]]) -> dict[int, fl
     return {t: float(np.mean(v)) for t, v in sorted(by_step.items())}
 
 
-def tables(study: dict, left_out: list[str] | None = None) -> str:
-    """The tables file; `left_out` (the runs load_study left out) is listed at its end."""
+def tables(study: dict, left_out: list[str] | None = None, critic: bool = False) -> str:
+    """The tables file; `left_out` (the runs load_study left out) is listed at its end; `critic` adds the
+    training batches' mean Q (critic_table)."""
     rows = headline_rows(study)
     out = ["| task | algo | seeds | last offline | online step 0 | first online | worst online | final |",
            "|---|---|---|---|---|---|---|---|"]
@@ -253,10 +265,57 @@ def tables(study: dict, left_out: list[str] | None = None) -> str:
                 "|---|---|" + "---|" * len(steps)]
         for (task, algo), c in curves.items():
             out.append(f"| {task} | {algo} | " + " | ".join(f"{c[t]:.1f}" if t in c else "–" for t in steps) + " |")
+    if critic and (q := critic_table(study)):
+        out += ["", *q]
     out += ["", *compute_line(study)]
     if left_out:
         out += ["", *(f"- {line}" for line in left_out)]
     return "\n".join(out) + "\n"
+
+
+CRITIC_STRIDES = (1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000)
+
+
+def critic_rows(study: dict, cells: int = 20) -> list[tuple[str, str, str, list[tuple[int, float, list]]]]:
+    """(task, algo, phase, [(step, mean over seeds, per seed)]) of the training batches' mean Q: the offline run's
+    pre-training, every other run's online phase. Steps: the first logged one, every multiple of the smallest
+    stride that gives at most `cells` of them, and the last one; only steps every seed logged."""
+    rows = []
+    for task, algos in study.items():
+        for algo in sorted(algos, key=lambda a: algo_sort_key(a, ORDER)):
+            run = algos[algo]
+            phase = "offline" if algo == "offline" else "online"
+            per_seed = {s: dict(v) for s, v in run.get("critic", {}).get(phase, {}).items()}
+            if not per_seed:
+                continue
+            common = sorted(set.intersection(*(set(v) for v in per_seed.values())))
+            if not common:
+                continue
+            stride = next((k for k in CRITIC_STRIDES if common[-1] // k <= cells), CRITIC_STRIDES[-1])
+            steps = sorted({common[0], common[-1], *(t for t in common if t % stride == 0)})
+            seeds = sorted(per_seed)
+            status = run.get("status")
+            label = algo if not status or status.finished else f"{algo} [{status}]"
+            rows.append((task, label, phase,
+                         [(t, float(np.mean([per_seed[s][t] for s in seeds])), [per_seed[s][t] for s in seeds])
+                          for t in steps]))
+    return rows
+
+
+def critic_table(study: dict) -> list[str]:
+    """Where the critic's values sit during training: with AntMaze's r - 1 rewards every true value is at most 0,
+    so a batch mean above 0 is over-estimation the data cannot support."""
+    rows = critic_rows(study)
+    if not rows:
+        return []
+    out = ["Critic on its training batches (`train/q_mean`, the mean Q over a sampled batch): mean over seeds "
+           "(per seed in order of seed) at the first logged step, every stride and the last logged step. On AntMaze, "
+           "whose rewards are r - 1 (0 at the goal, -1 elsewhere), every true value is at most 0.", "",
+           "| task | algo | phase | step: mean Q (per seed) |", "|---|---|---|---|"]
+    for task, algo, phase, cells in rows:
+        text = ", ".join(f"{t / 1000:g}k: {m:.1f} ({' / '.join(f'{x:.0f}' for x in per)})" for t, m, per in cells)
+        out.append(f"| {task} | {algo} | {phase} | {text} |")
+    return out
 
 
 def plot(study: dict, out_dir: Path, tag: str = "", domain: str = "antmaze") -> list[Path]:
@@ -342,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--domain", default="antmaze", choices=sorted(DOMAINS), help="output names, task order, y-axis")
     p.add_argument("--include-unfinished", action="store_true",
                    help="also show runs that did not finish, marked with their status")
+    p.add_argument("--critic", action="store_true",
+                   help="also tabulate the critic's mean Q on its training batches (train/q_mean) along each run")
     args = p.parse_args(argv)
     tag = f"-{args.tag}" if args.tag else ""
     left_out: list[str] = []
@@ -354,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no finished runs (config.json + summary.json) under {args.root}/<task>/<algo>/", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    text = tables(study, left_out) + "\n" + "\n".join(intervals(study, args.out, f"profiles_{args.domain}{tag}.png"))
+    text = (tables(study, left_out, args.critic) + "\n"
+            + "\n".join(intervals(study, args.out, f"profiles_{args.domain}{tag}.png")))
     (args.out / f"{args.domain}_tables{tag}.md").write_text(text)
     print(text)
     for path in plot(study, args.out, tag, args.domain):

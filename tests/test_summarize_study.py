@@ -68,6 +68,24 @@ def test_tables_report_mean_std_and_the_offline_pick_rate(study_root):
     assert "over 3 runs" in text
 
 
+def test_critic_table_follows_the_training_batches_mean_q_at_a_stride_and_only_on_request(tmp_path):
+    run = write_run(tmp_path, "umaze", "pex", online={0: [10.0, 20.0], 1: [30.0, 40.0]})
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    for step in range(6000, 121_000, 1000):  # training lines every 1000 env steps from the first update
+        lines += [{"seed": 0, "phase": "online", "online_step": step, "train/q_mean": -step / 1000},
+                  {"seed": 1, "phase": "online", "online_step": step, "train/q_mean": step / 1000}]
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    study = summary.load_study(tmp_path)
+    [(task, algo, phase, cells)] = summary.critic_rows(study)
+    assert (task, algo, phase) == ("umaze", "pex", "online")
+    # 120k over at most 20 cells: a stride of 10k, plus the first logged step
+    assert [t for t, _, _ in cells] == [6000, *range(10_000, 120_001, 10_000)]
+    assert cells[1] == (10_000, 0.0, [-10.0, 10.0])
+    text = summary.tables(study, critic=True)
+    assert "| umaze | pex | online | 6k: 0.0 (-6 / 6), 10k: 0.0 (-10 / 10)," in text
+    assert "train/q_mean" not in summary.tables(study)
+
+
 def test_the_points_of_a_grid_count_their_one_process_once(tmp_path):
     for t in (30, 100):
         run = write_run(tmp_path, "umaze", f"pex@inv_temperature={t}", online={0: [20.0, 90.0]})
