@@ -185,8 +185,9 @@ def _last_eval(text: str, finished: bool) -> str:
     return text if finished or set(text) <= set("–/ ") else f"{LAST_EVAL} {text}"
 
 
-def _algo(row: dict) -> str:
-    return row["algo"] if row["finished"] else f"{row['algo']} [{row['status']}]"
+def _label(algo: str, status) -> str:
+    """The algorithm cell of a run: an unfinished one carries its status."""
+    return algo if not status or status.finished else f"{algo} [{status}]"
 
 
 def headline_rows(study: dict) -> list[dict]:
@@ -210,7 +211,7 @@ def headline_rows(study: dict) -> list[dict]:
                 final = [last_off.get(s) for s in seeds]
                 step0 = first = worst = [None] * len(seeds)
             status = run.get("status")
-            rows.append({"task": task, "algo": algo, "seeds": seeds,
+            rows.append({"task": task, "algo": algo, "label": _label(algo, status), "seeds": seeds,
                          "status": str(status) if status else "finished", "finished": not status or status.finished,
                          "last_offline": [last_off.get(s) for s in seeds]
                          if algo == "offline" or algo in FROM_OFFLINE else [None] * len(seeds),
@@ -239,7 +240,7 @@ def tables(study: dict, left_out: list[str] | None = None, critic: bool = False)
     out = ["| task | algo | seeds | last offline | online step 0 | first online | worst online | final |",
            "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['task']} | {_algo(r)} | {len(r['seeds'])} | {_stat(r['last_offline'])} "
+        out.append(f"| {r['task']} | {r['label']} | {len(r['seeds'])} | {_stat(r['last_offline'])} "
                    f"| {_stat(r['step0'])} | {_stat(r['first'])} | {_stat(r['worst'])} "
                    f"| {_last_eval(_stat(r['final']), r['finished'])} |")
     seed_list = ", ".join(sorted({str(s) for r in rows for s in r["seeds"]}))
@@ -247,7 +248,7 @@ def tables(study: dict, left_out: list[str] | None = None, critic: bool = False)
             "| task | algo | last offline | online step 0 | first online | worst online | final |",
             "|---|---|---|---|---|---|---|"]
     for r in rows:
-        out.append(f"| {r['task']} | {_algo(r)} | {_seeds(r['last_offline'])} | {_seeds(r['step0'])} "
+        out.append(f"| {r['task']} | {r['label']} | {_seeds(r['last_offline'])} | {_seeds(r['step0'])} "
                    f"| {_seeds(r['first'])} | {_seeds(r['worst'])} | {_last_eval(_seeds(r['final']), r['finished'])} |")
     picks = [r for r in rows if any(r["pick"].values())]
     if picks:
@@ -255,8 +256,8 @@ def tables(study: dict, left_out: list[str] | None = None, critic: bool = False)
                 "mean over seeds at each evaluation:", "", "| task | algo | online step: rate |", "|---|---|---|"]
         for r in picks:
             cells = [f"{t // 1000}k: {m:.2f}" for t, m in _means_by_step(r["pick"]).items()]
-            out.append(f"| {r['task']} | {_algo(r)} | {', '.join(cells)} |")
-    curves = {(r["task"], _algo(r)): _means_by_step(r["curve"]) for r in rows}  # the offline row has none
+            out.append(f"| {r['task']} | {r['label']} | {', '.join(cells)} |")
+    curves = {(r["task"], r["label"]): _means_by_step(r["curve"]) for r in rows}  # the offline row has none
     curves = {k: c for k, c in curves.items() if c}
     if curves:
         steps = sorted({t for c in curves.values() for t in c})
@@ -294,9 +295,7 @@ def critic_rows(study: dict, cells: int = 20) -> list[tuple[str, str, str, list[
             stride = next((k for k in CRITIC_STRIDES if common[-1] // k <= cells), CRITIC_STRIDES[-1])
             steps = sorted({common[0], common[-1], *(t for t in common if t % stride == 0)})
             seeds = sorted(per_seed)
-            status = run.get("status")
-            label = algo if not status or status.finished else f"{algo} [{status}]"
-            rows.append((task, label, phase,
+            rows.append((task, _label(algo, run.get("status")), phase,
                          [(t, float(np.mean([per_seed[s][t] for s in seeds])), [per_seed[s][t] for s in seeds])
                           for t in steps]))
     return rows
