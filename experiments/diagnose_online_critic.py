@@ -74,7 +74,8 @@ def warmup_rows(online_run: Path, steps: int, dims: Dims, info, seeds: list[int]
     raw, host = checkpoint.load_run_state(packed[-1])
     actions = np.asarray(raw["buffer"]["actions"])[:, :, :steps]
     if actions.shape[2] < steps:
-        raise SystemExit(f"{packed[-1]} holds {actions.shape[2]} online steps, fewer than the {steps} asked for")
+        raise SystemExit(f"{packed[-1]} holds {actions.shape[2]} online steps, fewer than the {steps} needed (the "
+                         f"first logged train/q_mean): let the run pass step {steps} and pack it again")
     from ml_collections import ConfigDict
 
     c = ConfigDict(json.loads((online_run / CONFIG_FILE).read_text()))

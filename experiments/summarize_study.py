@@ -309,7 +309,9 @@ def critic_table(study: dict) -> list[str]:
         return []
     out = ["Critic on its training batches (`train/q_mean`, the mean Q over a sampled batch): mean over seeds "
            "(per seed in order of seed) at the first logged step, every stride and the last logged step. On AntMaze, "
-           "whose rewards are r - 1 (0 at the goal, -1 elsewhere), every true value is at most 0.", "",
+           "whose rewards are r - 1 (0 at the goal, -1 elsewhere), every true value is at most 0. Online, part of each "
+           "batch comes from the agent's own rows, so the mean moves with where the agent has been as well as "
+           "with the critic (on fixed samples: `experiments/diagnose_online_critic.py`).", "",
            "| task | algo | phase | step: mean Q (per seed) |", "|---|---|---|---|"]
     for task, algo, phase, cells in rows:
         text = ", ".join(f"{t / 1000:g}k: {m:.1f} ({' / '.join(f'{x:.0f}' for x in per)})" for t, m, per in cells)
