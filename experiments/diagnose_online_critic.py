@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, help="offline_ckpt/ or checkpoints/offline-<step> (default: newest)")
     p.add_argument("--online", type=Path, nargs="*", default=[], help="online run dirs started from --run")
     p.add_argument("--checkpoints", type=Path, nargs="*", default=[],
-                   help="online checkpoints (full or packed) of the --online runs, for part 3; the run is their "
-                        "grandparent directory unless they were extracted elsewhere, then name it with --online")
+                   help="online checkpoints (full or packed) of the --online runs, for part 3; each belongs to the "
+                        "--online run whose directory name is in its path (also when extracted from git history)")
     p.add_argument("--updates", type=int, default=MARKS[-1], help="IQL updates per start in part 1 (0: skip)")
     p.add_argument("--n", type=int, default=20_000, help="dataset transitions in the fixed Q sample")
     p.add_argument("--json", type=Path, help="also write the results here")

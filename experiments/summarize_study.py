@@ -45,6 +45,7 @@ from pex_jax.tools.study_runs import FROM_OFFLINE
 from pex_jax.tools.tracking import METRICS_FILE, SUMMARY_FILE
 
 SCORE, PICK, Q_MEAN = "eval/normalized_score", "eval/offline_choice_rate", "train/q_mean"
+SUCCESS = "train/is_success"
 ORDER = ("offline", "pex", "direct", "buffer", "pex_sac", "sac")
 # domain -> (task order, y-axis label, y-limits or None for automatic)
 DOMAINS = {
@@ -83,10 +84,21 @@ def _critic(lines: list[dict]) -> dict[str, dict[int, list[tuple[int, float]]]]:
     return {ph: {s: sorted(v) for s, v in seeds.items()} for ph, seeds in out.items()}
 
 
+def _training_success(lines: list[dict]) -> dict[int, list[tuple[int, float]]]:
+    """seed -> [(online step, share of the training episodes ended since the last log that reached the goal)];
+    logs with no episode ended (the value None) are left out."""
+    out: dict[int, list] = defaultdict(list)
+    for r in lines:
+        if r.get("phase") == "online" and r.get(SUCCESS) is not None:
+            out[r["seed"]].append((int(r["online_step"]), float(r[SUCCESS])))
+    return {s: sorted(v) for s, v in out.items()}
+
+
 def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None = None,
                domain: str = "antmaze", include_unfinished: bool = False,
                left_out: list[str] | None = None) -> dict[str, dict[str, dict]]:
-    """task -> algo -> {"config", "summary", "status", "offline": evals, "online": evals, "critic": training Q}
+    """task -> algo -> {"config", "summary", "status", "offline": evals, "online": evals, "critic": training Q,
+    "training_success": the training episodes' success}
     for every finished run (only `tasks`, and only `algos` plus the offline row, when given). A run that did not
     finish is left out, with a line appended to `left_out`, unless `include_unfinished`."""
     study: dict[str, dict[str, dict]] = defaultdict(dict)
@@ -109,7 +121,7 @@ def load_study(root: Path, algos: set[str] | None = None, tasks: set[str] | None
         study[run.parent.name][run.name] = {"config": cfg, "summary": summary, "status": status,
                                             "compute": run_compute(run, summary),
                                             "offline": _evals(lines, "offline"), "online": _evals(lines, "online"),
-                                            "critic": _critic(lines)}
+                                            "critic": _critic(lines), "training_success": _training_success(lines)}
     return {task: study[task] for task in sorted(study, key=lambda t: _task_key(t, DOMAINS[domain][0]))}
 
 
@@ -235,7 +247,7 @@ def _means_by_step(per_seed: dict[int, list[tuple[int, float]]]) -> dict[int, fl
 
 def tables(study: dict, left_out: list[str] | None = None, critic: bool = False) -> str:
     """The tables file; `left_out` (the runs load_study left out) is listed at its end; `critic` adds the
-    training batches' mean Q (critic_table)."""
+    training batches' mean Q (critic_table) and the online training episodes' success (training_success_table)."""
     rows = headline_rows(study)
     out = ["| task | algo | seeds | last offline | online step 0 | first online | worst online | final |",
            "|---|---|---|---|---|---|---|---|"]
@@ -268,6 +280,8 @@ def tables(study: dict, left_out: list[str] | None = None, critic: bool = False)
             out.append(f"| {task} | {algo} | " + " | ".join(f"{c[t]:.1f}" if t in c else "–" for t in steps) + " |")
     if critic and (q := critic_table(study)):
         out += ["", *q]
+    if critic and (w := training_success_table(study)):
+        out += ["", *w]
     out += ["", *compute_line(study)]
     if left_out:
         out += ["", *(f"- {line}" for line in left_out)]
@@ -316,6 +330,52 @@ def critic_table(study: dict) -> list[str]:
     for task, algo, phase, cells in rows:
         text = ", ".join(f"{t / 1000:g}k: {m:.1f} ({' / '.join(f'{x:.0f}' for x in per)})" for t, m, per in cells)
         out.append(f"| {task} | {algo} | {phase} | {text} |")
+    return out
+
+
+def training_success_rows(study: dict, cells: int = 20) -> list[tuple[str, str, list[tuple[int, int, float, list]]]]:
+    """(task, algo, [(lo, hi, mean over seeds, per seed)]) of the online training episodes' success: the mean of
+    the logged values at steps in (lo, hi], windows of the smallest stride giving at most `cells` of them; a seed
+    with no value in a window is NaN there and left out of the mean."""
+    rows = []
+    for task, algos in study.items():
+        for algo in sorted(algos, key=lambda a: algo_sort_key(a, ORDER)):
+            run = algos[algo]
+            per_seed = run.get("training_success") or {}
+            if not per_seed:
+                continue
+            last = max(t for v in per_seed.values() for t, _ in v)
+            width = next((k for k in CRITIC_STRIDES if -(-last // k) <= cells), CRITIC_STRIDES[-1])
+            seeds = sorted(per_seed)
+            windows = []
+            for lo in range(0, last, width):
+                per = [float(np.mean(v)) if (v := [x for t, x in per_seed[s] if lo < t <= lo + width]) else np.nan
+                       for s in seeds]
+                mean = float(np.nanmean(per)) if not np.all(np.isnan(per)) else np.nan
+                windows.append((lo, min(lo + width, last), mean, per))
+            rows.append((task, _label(algo, run.get("status")), windows))
+    return rows
+
+
+def training_success_table(study: dict) -> list[str]:
+    """How often the online agent's own episodes reach the goal: the goal transitions the online half of each
+    batch can hold, which the evaluation score (the evaluation policy's) does not show."""
+    rows = training_success_rows(study)
+    if not rows:
+        return []
+
+    def num(x: float) -> str:
+        return "–" if np.isnan(x) else f"{x:.2f}"
+
+    out = ["Online training episodes that reached the goal (`train/is_success`, logged every `log_every` env steps "
+           "over the episodes ended since the last log; training episodes act with the exploring policy, for PEX "
+           "the sampled policy set): mean of the logged values in each window of online steps, mean over seeds "
+           "(per seed in order of seed).", "",
+           "| task | algo | online steps: success (per seed) |", "|---|---|---|"]
+    for task, algo, windows in rows:
+        text = ", ".join(f"{lo / 1000:g}-{hi / 1000:g}k: {num(m)} ({' / '.join(num(x) for x in per)})"
+                         for lo, hi, m, per in windows)
+        out.append(f"| {task} | {algo} | {text} |")
     return out
 
 

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from experiments import summarize_study as summary
@@ -84,6 +85,26 @@ def test_critic_table_follows_the_training_batches_mean_q_at_a_stride_and_only_o
     text = summary.tables(study, critic=True)
     assert "| umaze | pex | online | 6k: 0.0 (-6 / 6), 10k: 0.0 (-10 / 10)," in text
     assert "train/q_mean" not in summary.tables(study)
+
+
+def test_training_success_table_averages_the_logged_success_per_window_and_skips_logs_without_episodes(tmp_path):
+    run = write_run(tmp_path, "umaze", "direct", online={0: [10.0, 20.0], 1: [30.0, 40.0]})
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    for step in range(1000, 45_001, 1000):  # 45k logged: windows of 5k (9 of them), the last one cut at 45k
+        lines += [{"seed": 0, "phase": "online", "online_step": step, "train/is_success": float(step > 40_000)},
+                  {"seed": 1, "phase": "online", "online_step": step,
+                   "train/is_success": None if step <= 5000 else 0.5}]  # no episode ended in the first 5k
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    study = summary.load_study(tmp_path)
+    [(task, algo, windows)] = summary.training_success_rows(study)
+    assert (task, algo) == ("umaze", "direct")
+    assert [(lo, hi) for lo, hi, _, _ in windows] == [(k, k + 5000) for k in range(0, 45_000, 5000)]
+    lo, hi, mean, per = windows[0]
+    assert per[0] == 0.0 and np.isnan(per[1]) and mean == 0.0  # a seed without episodes is left out of the mean
+    assert windows[-1][2:] == (0.75, [1.0, 0.5])  # steps 41k-45k: seed 0 succeeded, seed 1 half the time
+    text = summary.tables(study, critic=True)
+    assert "| umaze | direct | 0-5k: 0.00 (0.00 / –), 5-10k: 0.25 (0.00 / 0.50)," in text
+    assert "train/is_success" not in summary.tables(study)
 
 
 def test_the_points_of_a_grid_count_their_one_process_once(tmp_path):
