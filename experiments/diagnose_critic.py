@@ -26,6 +26,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -105,6 +106,32 @@ def load_states(run: Path, path: Path | None, template, seeds: list[int], offlin
     return checkpoint.load_offline(path, template, seeds, {}), offline_steps
 
 
+class OfflineRun(NamedTuple):
+    """What the diagnoses read from an offline run dir: its config, data, shapes and seed-stacked states."""
+
+    config: Any  # ml_collections.ConfigDict
+    data: Any  # the transitions (pex_jax.data.sources.load_transitions)
+    info: Any  # their DatasetInfo
+    dims: Dims
+    seeds: list[int]
+    states: Any  # seed-stacked offline IQLState, on the device
+    step: int  # the offline step they were saved at
+
+
+def load_offline_run(run: Path, path: Path | None = None) -> OfflineRun:
+    """The run's config.json, its dataset (never downloaded) and the offline states at `path` (load_states)."""
+    from ml_collections import ConfigDict
+
+    c = ConfigDict(json.loads((run / CONFIG_FILE).read_text()))
+    data, info = load_transitions(c.dataset_id, download=False, progress=False)
+    dims = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
+                tuple(float(x) for x in np.ravel(info.action_high)))
+    seeds = list(c.seeds)
+    template = jax.vmap(lambda k: init_offline_state(k, dims, c))(seed_keys(seeds, INIT_STREAM))
+    states, step = load_states(run, path, template, seeds, int(c.offline_steps))
+    return OfflineRun(c, data, info, dims, seeds, jax.tree.map(jnp.asarray, states), step)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run", required=True, type=Path, help="offline run dir (its config.json names the data)")
@@ -114,17 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the rows here")
     args = p.parse_args(argv)
 
-    from ml_collections import ConfigDict
-
-    c = ConfigDict(json.loads((args.run / CONFIG_FILE).read_text()))
-    data, info = load_transitions(c.dataset_id, download=False, progress=False)
+    c, data, info, _, seeds, states, step = load_offline_run(args.run, args.checkpoint)
     task = task_for_dataset(info)
-    dims = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
-                tuple(float(x) for x in np.ravel(info.action_high)))
-    seeds = list(c.seeds)
-    template = jax.vmap(lambda k: init_offline_state(k, dims, c))(seed_keys(seeds, INIT_STREAM))
-    states, step = load_states(args.run, args.checkpoint, template, seeds, int(c.offline_steps))
-    states = jax.tree.map(jnp.asarray, states)
 
     idx = np.sort(np.random.default_rng(0).choice(len(data.rewards), min(args.n, len(data.rewards)), replace=False))
     transform = c.get("reward_transform") or info.default_reward_transform

@@ -33,14 +33,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.diagnose_critic import load_states  # noqa: E402
+from experiments.diagnose_critic import load_offline_run  # noqa: E402
 from pex_jax import checkpoint  # noqa: E402
-from pex_jax.agents.algorithms import ALGORITHMS, Dims, hparams, init_offline_state, init_online_state  # noqa: E402
+from pex_jax.agents.algorithms import ALGORITHMS, Dims, hparams, init_online_state  # noqa: E402
 from pex_jax.agents.iql import iql_update  # noqa: E402
 from pex_jax.data.replay import sample_dataset  # noqa: E402
-from pex_jax.data.sources import load_transitions  # noqa: E402
 from pex_jax.envs.task import task_for_dataset  # noqa: E402
-from pex_jax.runner.common import INIT_STREAM, ONLINE_INIT_STREAM, dataset_batch, seed_keys  # noqa: E402
+from pex_jax.runner.common import ONLINE_INIT_STREAM, dataset_batch, seed_keys  # noqa: E402
 from pex_jax.runner.online import OnlineTask, online_states, replay_rows  # noqa: E402
 from pex_jax.tools.tracking import CONFIG_FILE  # noqa: E402
 
@@ -116,14 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ml_collections import ConfigDict
 
-    c = ConfigDict(json.loads((args.run / CONFIG_FILE).read_text()))
-    data, info = load_transitions(c.dataset_id, download=False, progress=False)
-    dims = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
-                tuple(float(x) for x in np.ravel(info.action_high)))
-    seeds = list(c.seeds)
-    template = jax.vmap(lambda k: init_offline_state(k, dims, c))(seed_keys(seeds, INIT_STREAM))
-    offline, step = load_states(args.run, args.checkpoint, template, seeds, int(c.offline_steps))
-    offline = jax.tree.map(jnp.asarray, offline)
+    c, data, info, dims, seeds, offline, step = load_offline_run(args.run, args.checkpoint)
     dataset = dataset_batch(data, info, c.get("reward_transform") or info.default_reward_transform,
                             bool(c.get("terminal_on_success", False)))
     hp = hparams(c)
