@@ -32,6 +32,10 @@ class SpaceMismatchError(DatasetError):
     pass
 
 
+class DatasetExistsError(DatasetError):
+    """A generator was asked to make a dataset that is already there (without overwrite)."""
+
+
 class CheckpointError(PexError):
     """A checkpoint is missing, unreadable, or could not be written."""
 

@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import importlib.metadata
 import math
-import shutil
 import time
 import warnings
 from pathlib import Path
@@ -38,6 +37,7 @@ import gymnasium as gym
 import numpy as np
 
 from pex_jax.data.minari import dataset_dir, datasets_root
+from pex_jax.datagen.dataset_slot import dataset_slot
 from pex_jax.envs.d4rl_antmaze import (
     GYM_ID,
     MAPS,
@@ -47,7 +47,7 @@ from pex_jax.envs.d4rl_antmaze import (
     cell_to_xy,
     d4rl_start_state,
 )
-from pex_jax.errors import ConfigError, DatasetError, run_cli
+from pex_jax.errors import ConfigError, DatasetError, DatasetExistsError, run_cli
 
 Cell = tuple[int, int]
 NOISE = 0.2
@@ -220,59 +220,49 @@ def generate_antmaze(name: str, controller: Any, steps: int = STEPS, noise: floa
         raise ConfigError(f"noise must be >= 0, got {noise}")
     if planner not in PLANNERS:
         raise ConfigError(f"unknown planner {planner!r}; valid: {', '.join(PLANNERS)}")
-    path = dataset_dir(recipe.dataset_id)
-    if path.exists() and not (path / "data").exists():
-        shutil.rmtree(path)  # leftover of an interrupted run
-    if path.exists():
-        if not overwrite:
-            raise DatasetError(f"dataset {recipe.dataset_id!r} already exists at {path}; "
-                               "pass --overwrite to replace it")
-        shutil.rmtree(path)
-    episodes = max(1, round(steps / episode_steps))
-    start = time.perf_counter()
-    data = collect(recipe, controller, episodes, episode_steps, noise, seed, parallel, progress, planner)
-    g_star = eval_goal(recipe.task_id)
-    rewards = relabel(data["observations"][:, 1:, :2].astype(np.float64), g_star)
-    to_goal = np.linalg.norm(data["observations"][:, :, :2] - data["goals"][:, None], axis=-1).min(axis=1)
-    truncations = np.zeros((episodes, episode_steps), bool)
-    truncations[:, -1] = True
-    buffers = [
-        EpisodeBuffer(id=e, observations=data["observations"][e], actions=data["actions"][e], rewards=rewards[e],
-                      terminations=rewards[e].astype(bool), truncations=truncations[e],
-                      infos={"goal": np.repeat(data["goals"][e][None], episode_steps + 1, axis=0)})
-        for e in range(episodes)
-    ]
-    datasets_root().mkdir(parents=True, exist_ok=True)
-    obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(29,), dtype=np.float32)
-    act_space = gym.spaces.Box(-1.0, 1.0, shape=(8,), dtype=np.float32)
-    spec = TASKS[recipe.task_id]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # author_email / code_permalink missing, obs dtype float32 vs env float64
-        collection_env = gym.make(GYM_ID, task_id=recipe.task_id, end_at_success=False,
-                                  max_episode_steps=episode_steps)
-        eval_env = gym.make(GYM_ID, task_id=recipe.task_id, max_episode_steps=spec.max_episode_steps)
-        try:
-            minari.create_dataset_from_buffers(
-                recipe.dataset_id, buffer=buffers, env=collection_env, eval_env=eval_env,
-                observation_space=obs_space, action_space=act_space,
-                algorithm_name="BFS waypoints + SAC goal-reaching ant (pex_jax.datagen.ant_controller) + noise",
-                author="pex-jax", ref_min_score=0.0, ref_max_score=1.0,
-                description=(
-                    f"D4RL-recipe AntMaze data generated locally for {recipe.task_id}: {episodes} episodes x "
-                    f"{episode_steps} steps, action noise std {noise}, seed {seed}, {planner} planner, starts "
-                    f"{'any free non-G cell' if recipe.multistart else 'the start cell'}, goal cells "
-                    f"{recipe.goal_cells()} (+U(0,1)+U(0,0.5)), fixed per episode; rewards and terminations "
-                    f"relabelled against the eval goal {g_star.tolist()} at radius {SUCCESS_RADIUS}; "
-                    f"D4RL frame, 29-d qpos++qvel observations; infos/goal is the commanded goal."),
-                requirements=_requirements(), data_format="hdf5",
-            )
-            compact_hdf5(path / "data")
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
-        finally:
-            collection_env.close()
-            eval_env.close()
+    with dataset_slot(recipe.dataset_id, overwrite) as path:
+        episodes = max(1, round(steps / episode_steps))
+        start = time.perf_counter()
+        data = collect(recipe, controller, episodes, episode_steps, noise, seed, parallel, progress, planner)
+        g_star = eval_goal(recipe.task_id)
+        rewards = relabel(data["observations"][:, 1:, :2].astype(np.float64), g_star)
+        to_goal = np.linalg.norm(data["observations"][:, :, :2] - data["goals"][:, None], axis=-1).min(axis=1)
+        truncations = np.zeros((episodes, episode_steps), bool)
+        truncations[:, -1] = True
+        buffers = [
+            EpisodeBuffer(id=e, observations=data["observations"][e], actions=data["actions"][e], rewards=rewards[e],
+                          terminations=rewards[e].astype(bool), truncations=truncations[e],
+                          infos={"goal": np.repeat(data["goals"][e][None], episode_steps + 1, axis=0)})
+            for e in range(episodes)
+        ]
+        datasets_root().mkdir(parents=True, exist_ok=True)
+        obs_space = gym.spaces.Box(-np.inf, np.inf, shape=(29,), dtype=np.float32)
+        act_space = gym.spaces.Box(-1.0, 1.0, shape=(8,), dtype=np.float32)
+        spec = TASKS[recipe.task_id]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # author_email / code_permalink missing, obs dtype float32 vs env float64
+            collection_env = gym.make(GYM_ID, task_id=recipe.task_id, end_at_success=False,
+                                      max_episode_steps=episode_steps)
+            eval_env = gym.make(GYM_ID, task_id=recipe.task_id, max_episode_steps=spec.max_episode_steps)
+            try:
+                minari.create_dataset_from_buffers(
+                    recipe.dataset_id, buffer=buffers, env=collection_env, eval_env=eval_env,
+                    observation_space=obs_space, action_space=act_space,
+                    algorithm_name="BFS waypoints + SAC goal-reaching ant (pex_jax.datagen.ant_controller) + noise",
+                    author="pex-jax", ref_min_score=0.0, ref_max_score=1.0,
+                    description=(
+                        f"D4RL-recipe AntMaze data generated locally for {recipe.task_id}: {episodes} episodes x "
+                        f"{episode_steps} steps, action noise std {noise}, seed {seed}, {planner} planner, starts "
+                        f"{'any free non-G cell' if recipe.multistart else 'the start cell'}, goal cells "
+                        f"{recipe.goal_cells()} (+U(0,1)+U(0,0.5)), fixed per episode; rewards and terminations "
+                        f"relabelled against the eval goal {g_star.tolist()} at radius {SUCCESS_RADIUS}; "
+                        f"D4RL frame, 29-d qpos++qvel observations; infos/goal is the commanded goal."),
+                    requirements=_requirements(), data_format="hdf5",
+                )
+                compact_hdf5(path / "data")
+            finally:
+                collection_env.close()
+                eval_env.close()
     return {
         "dataset_id": recipe.dataset_id, "steps": episodes * episode_steps, "episodes": episodes,
         "eval_goal_pass": float((rewards.max(axis=1) > 0).mean()),
@@ -371,13 +361,20 @@ def main(argv: list[str] | None = None) -> int:
             if args.skip_existing:
                 print(f"{recipe.dataset_id}: exists at {dataset_dir(recipe.dataset_id)}, skipped")
                 continue
-            raise DatasetError(f"dataset {recipe.dataset_id!r} already exists at {dataset_dir(recipe.dataset_id)}; "
-                               "pass --overwrite to replace it or --skip-existing to keep it")
+            raise DatasetExistsError(f"dataset {recipe.dataset_id!r} already exists at "
+                                     f"{dataset_dir(recipe.dataset_id)}; pass --overwrite to replace it or "
+                                     "--skip-existing to keep it")
         todo.append(recipe)
     for recipe in todo:
-        s = generate_antmaze(recipe.name, controller, steps=args.steps, noise=args.noise, seed=args.seed,
-                             episode_steps=args.episode_steps, overwrite=args.overwrite,
-                             progress=not args.no_progress, planner=args.planner)
+        try:
+            s = generate_antmaze(recipe.name, controller, steps=args.steps, noise=args.noise, seed=args.seed,
+                                 episode_steps=args.episode_steps, overwrite=args.overwrite,
+                                 progress=not args.no_progress, planner=args.planner)
+        except DatasetExistsError:
+            if not args.skip_existing:
+                raise
+            print(f"{recipe.dataset_id}: made meanwhile by another process, skipped")
+            continue
         print(f"{s['dataset_id']}: {s['steps']} steps, {s['episodes']} episodes, {100 * s['eval_goal_pass']:.1f}% "
               f"pass within 0.5 of the eval goal, {100 * s['commanded_goal_reached']:.1f}% reach their own goal, "
               f"{s['reward_ones']} reward-1 steps, flips {100 * s['flips']:.1f}%, {s['seconds']:.0f} s, "

@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import functools
 import importlib.metadata
-import shutil
 import sys
 import time
 import warnings
@@ -40,7 +39,8 @@ import numpy as np
 from pex_jax.data.minari import dataset_dir, datasets_root
 from pex_jax.data.scores import D4RL_REF_SCORES, d4rl_normalize
 from pex_jax.datagen.ant_controller import read_actor_file, replay_buffer, save_controller, write_curve
-from pex_jax.errors import ConfigError, DatasetError, PexError
+from pex_jax.datagen.dataset_slot import dataset_slot
+from pex_jax.errors import ConfigError, DatasetExistsError, PexError
 
 ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5"}
 LEVELS = ("medium", "medium-replay", "expert")
@@ -415,17 +415,18 @@ def _description(env: str, level: str, h: dict[str, Any], steps: int = 0, seed: 
 def write_dataset(env: str, level: str, episodes: list[Episode], description: str,
                   overwrite: bool = False) -> dict[str, Any]:
     """Save `episodes` as Minari `pex/mujoco/<env>/<level>-v0` (hdf5, compacted); returns its summary."""
+    with dataset_slot(dataset_id(env, level), overwrite) as path:
+        return _write_episodes(env, level, path, episodes, description)
+
+
+def _write_episodes(env: str, level: str, path: Path, episodes: list[Episode], description: str) -> dict[str, Any]:
+    """The writing itself, inside a held `dataset_slot` (`path` is its directory)."""
     import minari
     from minari.data_collector import EpisodeBuffer
 
     from pex_jax.datagen.pointmaze import compact_hdf5
 
     did = dataset_id(env, level)
-    path = dataset_dir(did)
-    if path.exists() and (overwrite or not (path / "data").exists()):
-        shutil.rmtree(path)  # replaced, or the leftover of an interrupted run
-    if path.exists():
-        raise DatasetError(f"dataset {did!r} already exists at {path}; pass --overwrite to replace it")
     buffers = []
     for i, ep in enumerate(episodes):
         last = np.zeros(len(ep), bool)
@@ -447,9 +448,6 @@ def write_dataset(env: str, level: str, episodes: list[Episode], description: st
                 description=description, data_format="hdf5",
                 requirements=[f"{p}=={v}" for p, v in _versions().items() if p != "jax"])
             compact_hdf5(path / "data")
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
         finally:
             collection_env.close()
     complete = [ep.ret for ep in episodes if ep.complete]
@@ -469,19 +467,18 @@ def generate_locomotion(env: str, level: str, steps: int = STEPS, seed: int = 0,
         raise ConfigError(f"steps ({steps}) and parallel ({parallel}) must be >= 1")
     policy = load_policy(env_name(env), "medium" if level == "medium-replay" else level, policy_dir)
     h = policy.header
-    if (dataset_dir(dataset_id(env, level)) / "data").exists() and not overwrite:
-        raise DatasetError(f"dataset {dataset_id(env, level)!r} already exists; pass --overwrite to replace it")
     start = time.perf_counter()
-    if level == "medium-replay":
-        cfg = SACConfig(**{**h["sac"], "hidden_dims": tuple(h["sac"]["hidden_dims"])})
-        result = train_sac(env, h["medium_step"], h["seed"], cfg, stop_at=h["medium_step"])
-        episodes, description = replay_episodes(result.replay), _description(env, level, h)
-    else:
-        act = policy.sampler(jax.random.fold_in(jax.random.PRNGKey(seed), LEVELS.index(level)))
-        episodes = rollout(env, act, parallel, [seed, LEVELS.index(level)], steps=steps,
-                           desc=f"{env} {level}" if progress else "")
-        description = _description(env, level, h, steps, seed, parallel)
-    summary = write_dataset(env, level, episodes, description, overwrite=overwrite)
+    with dataset_slot(dataset_id(env, level), overwrite) as path:
+        if level == "medium-replay":
+            cfg = SACConfig(**{**h["sac"], "hidden_dims": tuple(h["sac"]["hidden_dims"])})
+            result = train_sac(env, h["medium_step"], h["seed"], cfg, stop_at=h["medium_step"])
+            episodes, description = replay_episodes(result.replay), _description(env, level, h)
+        else:
+            act = policy.sampler(jax.random.fold_in(jax.random.PRNGKey(seed), LEVELS.index(level)))
+            episodes = rollout(env, act, parallel, [seed, LEVELS.index(level)], steps=steps,
+                               desc=f"{env} {level}" if progress else "")
+            description = _description(env, level, h, steps, seed, parallel)
+        summary = _write_episodes(env, level, path, episodes, description)
     return {**summary, "seconds": time.perf_counter() - start}
 
 
@@ -604,14 +601,19 @@ def main(argv: list[str] | None = None) -> int:
                     load_policy(env, "medium" if level == "medium-replay" else level, args.policy_dir)
                     if (dataset_dir(dataset_id(env, level)) / "data").exists() and not args.overwrite:
                         if not args.skip_existing:
-                            raise DatasetError(f"dataset {dataset_id(env, level)!r} already exists; pass "
-                                               "--overwrite to replace it or --skip-existing to keep it")
+                            raise DatasetExistsError(f"dataset {dataset_id(env, level)!r} already exists; pass "
+                                                     "--overwrite to replace it or --skip-existing to keep it")
                         print(f"{dataset_id(env, level)}: exists at {dataset_dir(dataset_id(env, level))}, skipped")
                         continue
                     todo.append((env, level))
             for env, level in todo:
-                _print_summary(generate_locomotion(env, level, args.steps, args.seed, args.overwrite,
-                                                   args.policy_dir, args.parallel, not args.no_progress))
+                try:
+                    _print_summary(generate_locomotion(env, level, args.steps, args.seed, args.overwrite,
+                                                       args.policy_dir, args.parallel, not args.no_progress))
+                except DatasetExistsError:
+                    if not args.skip_existing:
+                        raise
+                    print(f"{dataset_id(env, level)}: made meanwhile by another process, skipped")
     except PexError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

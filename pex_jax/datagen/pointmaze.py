@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.metadata
-import shutil
 import time
 import warnings
 from collections import deque
@@ -26,7 +25,8 @@ import gymnasium as gym
 import numpy as np
 
 from pex_jax.data.minari import dataset_dir, datasets_root
-from pex_jax.errors import ConfigError, DatasetError, run_cli
+from pex_jax.datagen.dataset_slot import dataset_slot
+from pex_jax.errors import ConfigError, DatasetError, DatasetExistsError, run_cli
 
 MAZES: dict[str, str] = {
     "umaze": "PointMaze_UMaze-v3",
@@ -233,68 +233,52 @@ def generate_pointmaze(
         raise ConfigError(f"noise must be >= 0, got {noise}")
     dataset_id = dataset_id or default_dataset_id(maze)
     _check_dataset_id(dataset_id)
-    path = dataset_dir(dataset_id)
-    if path.exists() and not (path / "data").exists():
-        shutil.rmtree(path)  # leftover of an interrupted run: no dataset inside, safe to replace
-    if path.exists():
-        if not overwrite:
-            raise DatasetError(
-                f"dataset {dataset_id!r} already exists at {path}; "
-                "pass --overwrite (overwrite=True) to replace it"
-            )
-        shutil.rmtree(path)
-    _register()
-    datasets_root().mkdir(parents=True, exist_ok=True)
+    with dataset_slot(dataset_id, overwrite) as path:
+        _register()
+        datasets_root().mkdir(parents=True, exist_ok=True)
 
-    rng = np.random.default_rng(seed)
-    env = gym.make(env_id, continuing_task=True, reset_target=True, max_episode_steps=steps)
-    collector = minari.DataCollector(env, step_data_callback=_split_at_success_callback(), record_infos=False)
-    try:
-        controller = WaypointController(env.unwrapped.maze, rng)
-        obs, _ = collector.reset(seed=seed)
-        bar = tqdm(total=steps, disable=not progress, unit="step", desc=f"pointmaze {maze}", mininterval=1.0)
-        for t in range(steps):
-            action = controller(obs) + noise * rng.standard_normal(2)
-            obs, _, terminated, truncated, _ = collector.step(np.clip(action, -1.0, 1.0).astype(np.float32))
-            if (t + 1) % 1000 == 0:
-                bar.update(1000)
-            if terminated or (truncated and t + 1 < steps):
-                raise DatasetError(f"{env_id} ended after {t + 1} of {steps} steps; expected one episode")
-        bar.update(steps - bar.n)
-        bar.close()
-
-        eval_env = gym.make(env_id, maze_map=eval_maze_map(maze), continuing_task=True, reset_target=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # missing author_email / code_permalink
-            try:
-                collector.create_dataset(
-                    dataset_id,
-                    eval_env=eval_env,
-                    algorithm_name="BFS waypoints + PD controller (kp=10, kd=-1) + Gaussian action noise",
-                    author="pex-jax",
-                    expert_policy=ExpertPolicy(env.unwrapped.maze, seed + 1),
-                    num_episodes_average_score=ref_episodes,
-                    description=(
-                        f"Local regeneration of the D4RL PointMaze recipe on {env_id}: {steps} steps, "
-                        f"action noise std {noise}, seed {seed}; episodes split at each goal success "
-                        f"(truncated=True). Eval env: goal cell {EVAL_CELLS[maze][0]}, reset cell "
-                        f"{EVAL_CELLS[maze][1]}, continuing_task=True, reset_target=False."
-                    ),
-                    requirements=_requirements(),
-                )
-            except BaseException:
-                shutil.rmtree(path, ignore_errors=True)  # never leave a half-written dataset behind
-                raise
-            finally:
-                eval_env.close()
-    finally:
-        collector.close()
-    if compact:
+        rng = np.random.default_rng(seed)
+        env = gym.make(env_id, continuing_task=True, reset_target=True, max_episode_steps=steps)
+        collector = minari.DataCollector(env, step_data_callback=_split_at_success_callback(), record_infos=False)
         try:
+            controller = WaypointController(env.unwrapped.maze, rng)
+            obs, _ = collector.reset(seed=seed)
+            bar = tqdm(total=steps, disable=not progress, unit="step", desc=f"pointmaze {maze}", mininterval=1.0)
+            for t in range(steps):
+                action = controller(obs) + noise * rng.standard_normal(2)
+                obs, _, terminated, truncated, _ = collector.step(np.clip(action, -1.0, 1.0).astype(np.float32))
+                if (t + 1) % 1000 == 0:
+                    bar.update(1000)
+                if terminated or (truncated and t + 1 < steps):
+                    raise DatasetError(f"{env_id} ended after {t + 1} of {steps} steps; expected one episode")
+            bar.update(steps - bar.n)
+            bar.close()
+
+            eval_env = gym.make(env_id, maze_map=eval_maze_map(maze), continuing_task=True, reset_target=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # missing author_email / code_permalink
+                try:
+                    collector.create_dataset(
+                        dataset_id,
+                        eval_env=eval_env,
+                        algorithm_name="BFS waypoints + PD controller (kp=10, kd=-1) + Gaussian action noise",
+                        author="pex-jax",
+                        expert_policy=ExpertPolicy(env.unwrapped.maze, seed + 1),
+                        num_episodes_average_score=ref_episodes,
+                        description=(
+                            f"Local regeneration of the D4RL PointMaze recipe on {env_id}: {steps} steps, "
+                            f"action noise std {noise}, seed {seed}; episodes split at each goal success "
+                            f"(truncated=True). Eval env: goal cell {EVAL_CELLS[maze][0]}, reset cell "
+                            f"{EVAL_CELLS[maze][1]}, continuing_task=True, reset_target=False."
+                        ),
+                        requirements=_requirements(),
+                    )
+                finally:
+                    eval_env.close()
+        finally:
+            collector.close()
+        if compact:
             compact_hdf5(path / "data")
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)
-            raise
     return dataset_id
 
 
@@ -364,23 +348,29 @@ def main(argv: list[str] | None = None) -> int:
             if args.skip_existing:
                 print(f"{ds_id}: exists at {dataset_dir(ds_id)}, skipped")
                 continue
-            raise DatasetError(
+            raise DatasetExistsError(
                 f"dataset {ds_id!r} already exists at {dataset_dir(ds_id)}; pass --overwrite to replace it "
                 "or --skip-existing to keep it"
             )
         todo.append(maze)
     for maze in todo:
         start = time.perf_counter()
-        ds_id = generate_pointmaze(
-            maze,
-            steps=args.steps,
-            noise=args.noise,
-            seed=args.seed,
-            dataset_id=ids[maze],
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            ref_episodes=args.ref_episodes,
-        )
+        try:
+            ds_id = generate_pointmaze(
+                maze,
+                steps=args.steps,
+                noise=args.noise,
+                seed=args.seed,
+                dataset_id=ids[maze],
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+                ref_episodes=args.ref_episodes,
+            )
+        except DatasetExistsError:
+            if not args.skip_existing:
+                raise
+            print(f"{ids[maze]}: made meanwhile by another process, skipped")
+            continue
         import minari
 
         meta = minari.load_dataset(ds_id).storage.metadata
