@@ -124,8 +124,7 @@ def load_offline_run(run: Path, path: Path | None = None) -> OfflineRun:
 
     c = ConfigDict(json.loads((run / CONFIG_FILE).read_text()))
     data, info = load_transitions(c.dataset_id, download=False, progress=False)
-    dims = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
-                tuple(float(x) for x in np.ravel(info.action_high)))
+    dims = Dims.of(info)
     seeds = list(c.seeds)
     template = jax.vmap(lambda k: init_offline_state(k, dims, c))(seed_keys(seeds, INIT_STREAM))
     states, step = load_states(run, path, template, seeds, int(c.offline_steps))

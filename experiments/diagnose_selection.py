@@ -39,8 +39,7 @@ def main(argv=None) -> int:
     c.hidden_dims = tuple(cfg["hidden_dims"])
     c.offline_steps = cfg["offline_steps"]
     transitions, info = load_dataset(args.dataset, download=False)
-    dims = Dims(info.obs_dim, info.act_dim, tuple(np.ravel(info.action_low).tolist()),
-                tuple(np.ravel(info.action_high).tolist()))
+    dims = Dims.of(info)
     seeds = cfg["seeds"]
     template = jax.vmap(lambda k: init_offline_state(k, dims, c))(jnp.stack([jax.random.PRNGKey(s) for s in seeds]))
     offline = checkpoint.load_offline(args.run, template, seeds, {})

@@ -61,8 +61,7 @@ def load(run: Path, seeds: list[int]):
     c = ConfigDict(json.loads((run / CONFIG_FILE).read_text()))
     _, info = load_transitions(c.dataset_id, download=False, progress=False)
     task = task_for_dataset(info)
-    dims = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
-                tuple(float(x) for x in np.ravel(info.action_high)))
+    dims = Dims.of(info)
     template = jax.vmap(lambda k: init_offline_state(k, dims, c))(seed_keys(seeds, INIT_STREAM))
     offline = checkpoint.load_offline(str(run), template, seeds, {})
     keys = seed_keys(seeds, ONLINE_INIT_STREAM)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import jax
 import ml_collections
-import numpy as np
 
 from pex_jax import checkpoint
 from pex_jax.agents.algorithms import ALGORITHMS, Dims, init_offline_state
@@ -52,11 +51,6 @@ from pex_jax.runner.evaluation import EvalScheduler, EvalTarget, default_eval_wo
 from pex_jax.runner.online import OnlineTask, run_online
 from pex_jax.runner.run_dir import DIVERGED, FAILED, check_resume, end_status, finished, lock_run_dir, stop_on_signals
 from pex_jax.tools.tracking import CONFIG_FILE, SUMMARY_FILE, RunLogger
-
-
-def _dims(info) -> Dims:
-    return Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
-                tuple(float(x) for x in np.ravel(info.action_high)))
 
 
 def _offline_source(config, run_dir: Path) -> Path:
@@ -94,7 +88,7 @@ def finetune(configs: list[ml_collections.ConfigDict], run_dir: Path, resume: bo
         if c.batch_size > len(transitions):
             raise ConfigError(f"batch_size {c.batch_size} exceeds the {len(transitions)} transitions of "
                               f"{c.dataset_id}; lower --config.batch_size")
-    all_dims = [_dims(info) for _, info in loaded]
+    all_dims = [Dims.of(info) for _, info in loaded]
     groups = call_groups(todo, all_dims)  # tasks of other shapes or update fields: further groups, one after another
     summaries = {entry_name(c): json.loads((dirs[entry_name(c)] / SUMMARY_FILE).read_text())
                  for c in configs if c not in todo}

@@ -162,8 +162,7 @@ def _pretrain_locked(configs, run_dir: Path, seeds: list[int], resume: bool, mem
         check_task(task, info)
     all_dims = []
     for c, (transitions, info) in zip(configs, loaded, strict=True):
-        all_dims.append(Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
-                             tuple(float(x) for x in np.ravel(info.action_high))))
+        all_dims.append(Dims.of(info))
         if c.batch_size > len(transitions):
             raise ConfigError(f"batch_size {c.batch_size} exceeds the {len(transitions)} transitions of "
                               f"{c.dataset_id}; lower --config.batch_size")

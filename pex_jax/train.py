@@ -228,8 +228,7 @@ def _run(config: ml_collections.ConfigDict, seeds: list[int], run_dir: Path, sto
             f"lower --config.batch_size"
         )
     reward_transform = config.reward_transform or info.default_reward_transform
-    dims = Dims(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
-                tuple(float(x) for x in np.ravel(info.action_high)))
+    dims = Dims.of(info)
     if spec.backbone == "sac":
         check_action_bounds(dims.action_low, dims.action_high)
     dataset = dataset_batch(transitions, info, reward_transform, bool(config.terminal_on_success))

@@ -7,6 +7,7 @@ them in `jax.jit(jax.vmap(...))` so that all seeds advance in one device call.
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -67,6 +68,12 @@ class Dims:
     action_dim: int
     action_low: tuple[float, ...]
     action_high: tuple[float, ...]
+
+    @classmethod
+    def of(cls, info: Any) -> "Dims":
+        """The shape of a loaded dataset (`DatasetInfo`: obs_dim, act_dim, action_low/high arrays)."""
+        return cls(info.obs_dim, info.act_dim, tuple(float(x) for x in np.ravel(info.action_low)),
+                   tuple(float(x) for x in np.ravel(info.action_high)))
 
 
 # The config fields `Hparams` carries into jit as traced values (`--config.grid` may list several values of each).
